@@ -1,0 +1,48 @@
+/* common.h - error reporting and small utilities shared by every module (prefix jm_).
+ *
+ * Convention: library functions return an int status, JM_OK (0) on success or a
+ * negative JM_E* code, and fill a caller-owned jm_err with one human-readable
+ * line. The jm_err pointer may be NULL when the caller does not want the text.
+ * Nothing in the library calls exit() or abort() on bad input. */
+#ifndef JM_COMMON_H
+#define JM_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum {
+    JM_OK = 0,
+    JM_EIO = -1,      /* file or OS error */
+    JM_EFORMAT = -2,  /* malformed or hostile input file */
+    JM_ENOMEM = -3,   /* allocation failed */
+    JM_EINVAL = -4,   /* bad argument from the caller */
+    JM_ENOTFOUND = -5 /* a named thing does not exist */
+};
+
+#define JM_ERRLEN 512
+
+typedef struct jm_err {
+    int code;
+    char msg[JM_ERRLEN];
+} jm_err;
+
+/* Record an error and return `code`, so callers can write
+ *   return jm_fail(err, JM_EIO, "cannot open %s: %s", path, strerror(errno));
+ * Every library error goes through here: one place for a breakpoint. */
+int jm_fail(jm_err *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Read a whole file into a NUL-terminated malloc'd buffer. On success *out
+ * is owned by the caller (free()), *len (if non-NULL) is its length. */
+int jm_read_file(const char *path, char **out, size_t *len, jm_err *err);
+
+/* Join dir and name with a '/' into buf. Returns JM_EINVAL if it does not fit. */
+int jm_path_join(char *buf, size_t cap, const char *dir, const char *name, jm_err *err);
+
+/* Number of online CPUs (at least 1). */
+int jm_ncpu(void);
+
+/* Monotonic clock in seconds. */
+double jm_now(void);
+
+#endif
