@@ -19,6 +19,7 @@ LDFLAGS ?=
 # Kernels for a given ISA live in their own files, compiled with that ISA's
 # flags and chosen at run time, so the binary still runs on older CPUs.
 ISA_avx512 := -mavx512f -mavx512bw -mavx512dq -mavx512vl -mfma -mavx2
+ISA_avx2   := -mavx2 -mfma
 
 LIB_SRC  := $(wildcard src/*.c)
 LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
@@ -55,7 +56,7 @@ deps: $(DEPS_OK)
 
 $(BUILD)/obj/%.o: src/%.c | $(DEPS_OK)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) $(if $(findstring _avx512,$*),$(ISA_avx512)) -MMD -MP -c $< -o $@
+	$(CC) $(ALL_CFLAGS) $(if $(findstring _avx512,$*),$(ISA_avx512)) $(if $(findstring _avx2,$*),$(ISA_avx2)) -MMD -MP -c $< -o $@
 
 $(BUILD)/obj/cli/%.o: cli/%.c | $(DEPS_OK)
 	@mkdir -p $(@D)
