@@ -35,7 +35,7 @@ LIB      := $(BUILD)/libjobmatch.a
 BIN      := $(BUILD)/jobmatch
 DEPS_OK  := build/.deps-ok
 
-.PHONY: all tests benches test check asan asan-test model bench clean help deps
+.PHONY: all tests benches test test-deps check asan asan-test model bench clean help deps
 all: $(BIN) jobmatch
 
 help:
@@ -44,7 +44,7 @@ help:
 	@echo "make test       build and run every test (fixtures, parity, differential)"
 	@echo "make asan       build with AddressSanitizer+UBSan into build/asan"
 	@echo "make asan-test  run the C tests under AddressSanitizer+UBSan"
-	@echo "make check      test + asan-test"
+	@echo "make check      test + asan-test, one summary line (what CI runs)"
 	@echo "make bench      build and run the benchmarks (prints figures)"
 
 # Installs the Debian -dev packages when a header is missing (scripts/install-deps.sh).
@@ -87,16 +87,23 @@ benches: $(BENCH_BIN) $(BIN)
 model:
 	@sh scripts/fetch-model.sh
 
-test: all tests model
-	@BUILD=$(BUILD) sh tests/run.sh
+test-deps:
+	@sh scripts/install-test-deps.sh
+
+# `make test`: the normal build's tests and the scripts (parity, differential).
+test: all tests model test-deps
+	@BUILDS="$(BUILD)" sh tests/run.sh
 
 asan:
 	@$(MAKE) --no-print-directory BUILD=build/asan SAN=1 build/asan/jobmatch tests
 
-asan-test: asan model
-	@BUILD=build/asan JM_ASAN=1 sh tests/run.sh
+# `make check`: everything in `make test`, plus the C tests again under
+# AddressSanitizer + UBSan, with one "N passed, N failed" line for the lot.
+check: all tests asan model test-deps
+	@BUILDS="build build/asan" sh tests/run.sh
 
-check: test asan-test
+asan-test: asan model
+	@BUILDS="build/asan" sh tests/run.sh
 
 bench: benches model
 	@sh bench/run.sh

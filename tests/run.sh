@@ -1,16 +1,24 @@
 #!/bin/sh
 # Runs every test program and script, adds up their "N passed, N failed" lines,
 # and ends with one such line for the whole run. Exit status 1 if anything failed.
-#   BUILD=build/asan JM_ASAN=1 sh tests/run.sh   runs the C tests under the sanitizers.
+#
+#   sh tests/run.sh                       C tests of build/, then the scripts
+#   BUILDS="build build/asan" sh tests/run.sh
+#                                         C tests of both builds (the second under
+#                                         AddressSanitizer + UBSan), then the scripts
 set -u
-BUILD=${BUILD:-build}
 cd "$(dirname "$0")/.."
+BUILDS=${BUILDS:-${BUILD:-build}}
+MAIN_BUILD=${BUILDS%% *}
 pass=0; fail=0
 log=$(mktemp); trap 'rm -f "$log"' EXIT
 export JM_TEST_MODEL=${JM_TEST_MODEL:-models/all-MiniLM-L6-v2}
-export JM_BIN=${JM_BIN:-$BUILD/jobmatch}
-export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
+export BUILD=$MAIN_BUILD
+export JM_BIN=${JM_BIN:-$MAIN_BUILD/jobmatch}
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+PY=python3
+[ -x .venv/bin/python ] && PY=.venv/bin/python
 
 tally() { # name status: adds the counts from the last "N passed, N failed" line in $log
     line=$(grep -E '[0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
@@ -20,25 +28,28 @@ tally() { # name status: adds the counts from the last "N passed, N failed" line
         pass=$((pass + p)); fail=$((fail + f))
         if [ "$2" -ne 0 ] && [ "$f" -eq 0 ]; then fail=$((fail + 1)); echo "  $1 exited $2"; fi
     else
-        fail=$((fail + 1)); echo "  $1 printed no result (exit $2)"
+        fail=$((fail + 1)); echo "  $1 printed no result (exit $2)"; tail -n 20 "$log"
     fi
 }
 
-for t in "$BUILD"/tests/test_*; do
-    [ -x "$t" ] || continue
-    name=$(basename "$t")
-    echo "== $name"
-    "$t" >"$log" 2>&1; st=$?
-    grep -E 'FAIL|ERROR|passed' "$log" | head -n 40
-    tally "$name" $st
+for b in $BUILDS; do
+    for t in "$b"/tests/test_*; do
+        [ -x "$t" ] || continue
+        name="$b/$(basename "$t")"
+        echo "== $name"
+        start=$(date +%s)
+        "$t" >"$log" 2>&1; st=$?
+        grep -E 'FAIL|ERROR|Sanitizer|runtime error|passed|test_embed:' "$log" | head -n 40
+        tally "$name" $st
+        echo "   ($(( $(date +%s) - start )) s)"
+    done
 done
 
 for t in tests/test_*.py; do
     [ -f "$t" ] || continue
     name=$(basename "$t")
-    if [ -n "${JM_ASAN:-}" ] && grep -q 'jm-skip-under-asan' "$t"; then continue; fi
     echo "== $name"
-    python3 "$t" >"$log" 2>&1; st=$?
+    "$PY" "$t" >"$log" 2>&1; st=$?
     grep -E 'FAIL|Error|passed' "$log" | head -n 40
     tally "$name" $st
 done
