@@ -1,0 +1,819 @@
+/* db.c - backend dispatch and the helpers both store backends share. */
+#include "db_int.h"
+
+#include <cjson/cJSON.h>
+#include <ctype.h>
+#include <math.h>
+#include <openssl/evp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <utf8proc.h>
+
+/* ---------- jobs ---------- */
+
+void db_job_init(db_job *j)
+{
+    memset(j, 0, sizeof *j);
+    j->remote = -1;
+    j->salary_min = NAN;
+    j->salary_max = NAN;
+}
+
+void db_job_clear(db_job *j)
+{
+    if (!j)
+        return;
+    free(j->id);
+    free(j->title);
+    free(j->company);
+    free(j->location);
+    free(j->currency);
+    free(j->employment_type);
+    free(j->seniority);
+    free(j->description);
+    free(j->posted_at);
+    for (int i = 0; i < j->nskills; i++)
+        free(j->skills[i].name);
+    free(j->skills);
+    db_job_init(j);
+}
+
+/* ---------- open and dispatch ---------- */
+
+static int is_pg_url(const char *url)
+{
+    return !strncmp(url, "postgresql://", 13) || !strncmp(url, "postgres://", 11) ||
+           !strncmp(url, "postgresql:", 11);
+}
+
+int db_open(const char *url, db **out, jm_err *err)
+{
+    *out = NULL;
+    if (!url || !*url)
+        return jm_fail(err, JM_EINVAL, "no database given (use --db or JOBMATCH_DB)");
+    db *d = calloc(1, sizeof *d);
+    if (!d)
+        return jm_fail(err, JM_ENOMEM, "out of memory");
+    int rc;
+    if (is_pg_url(url)) {
+        db_mask_url(url, d->display_url, sizeof d->display_url);
+        d->kind = "postgresql";
+        rc = db_pg_open(d, url, err);
+    } else {
+        const char *path = url;
+        if (!strncmp(path, "sqlite:", 7))
+            path += 7;
+        else if (!strncmp(path, "file:", 5))
+            path += 5;
+        snprintf(d->display_url, sizeof d->display_url, "%s", path);
+        d->kind = "sqlite";
+        rc = db_sqlite_open(d, path, err);
+    }
+    if (rc == JM_OK)
+        rc = db_migrate(d, err);
+    if (rc == JM_OK)
+        rc = db_source_get(d, &d->src, err);
+    if (rc) {
+        db_close(d);
+        return rc;
+    }
+    *out = d;
+    return JM_OK;
+}
+
+void db_close(db *d)
+{
+    if (!d)
+        return;
+    if (d->ops)
+        d->ops->close(d);
+    free(d);
+}
+
+const char *db_kind(const db *d) { return d->kind; }
+const char *db_display_url(const db *d) { return d->display_url; }
+int db_migrate(db *d, jm_err *err) { return d->ops->migrate(d, err); }
+int db_meta_get(db *d, const char *key, char **out, jm_err *err) { return d->ops->meta_get(d, key, out, err); }
+int db_meta_set(db *d, const char *key, const char *value, jm_err *err)
+{
+    return d->ops->meta_set(d, key, value, err);
+}
+int db_ping(db *d, jm_err *err) { return d->ops->ping(d, err); }
+int db_delete_job(db *d, const char *id, int *found, jm_err *err) { return d->ops->delete_job(d, id, found, err); }
+int db_counts_get(db *d, const char *model_id, db_counts *out, jm_err *err)
+{
+    memset(out, 0, sizeof *out);
+    return d->ops->counts(d, model_id, out, err);
+}
+int db_size(db *d, int64_t *out, jm_err *err) { return d->ops->size(d, out, err); }
+void db_abort(db *d) { d->ops->abort(d); }
+
+int db_schema_version(db *d, int *out, jm_err *err)
+{
+    char *v = NULL;
+    int rc = db_meta_get(d, "schema_version", &v, err);
+    if (rc)
+        return rc;
+    *out = v ? atoi(v) : 0;
+    free(v);
+    return JM_OK;
+}
+
+int db_upsert_jobs(db *d, const db_job *jobs, int n, int *changed, jm_err *err)
+{
+    if (changed)
+        *changed = 0;
+    if (d->src.attached)
+        return jm_fail(err, JM_EINVAL,
+                       "jobs live in the attached table %s: import writes only jobmatch's own jobs table",
+                       d->src.table);
+    for (int i = 0; i < n; i++)
+        if (!jobs[i].id || !jobs[i].id[0])
+            return jm_fail(err, JM_EINVAL, "job %d has no id", i);
+    if (n == 0)
+        return JM_OK;
+    return d->ops->upsert_jobs(d, jobs, n, changed, err);
+}
+
+int db_claim_jobs(db *d, const char *model_id, const char *after, int limit, db_batch *out, jm_err *err)
+{
+    memset(out, 0, sizeof *out);
+    if (limit < 1)
+        return jm_fail(err, JM_EINVAL, "batch size must be >= 1");
+    return d->ops->claim_jobs(d, model_id, after, limit, out, err);
+}
+
+int db_commit_jobs(db *d, const db_batch *b, const float *vecs, int dim, const char *model_id, jm_err *err)
+{
+    return d->ops->commit_jobs(d, b, vecs, dim, model_id, err);
+}
+
+int db_claim_skills(db *d, const char *model_id, const char *after, int limit, db_batch *out, jm_err *err)
+{
+    memset(out, 0, sizeof *out);
+    if (limit < 1)
+        return jm_fail(err, JM_EINVAL, "batch size must be >= 1");
+    return d->ops->claim_skills(d, model_id, after, limit, out, err);
+}
+
+int db_commit_skills(db *d, const db_batch *b, const float *vecs, int dim, const char *model_id, jm_err *err)
+{
+    return d->ops->commit_skills(d, b, vecs, dim, model_id, err);
+}
+
+void db_batch_free(db_batch *b)
+{
+    if (!b)
+        return;
+    for (int i = 0; i < b->n; i++) {
+        if (b->ids)
+            free(b->ids[i]);
+        if (b->texts)
+            free(b->texts[i]);
+    }
+    free(b->ids);
+    free(b->texts);
+    memset(b, 0, sizeof *b);
+}
+
+/* ---------- skills sync ---------- */
+
+typedef struct skill_set {
+    char **norm, **display;
+    int n, cap;
+    /* open-addressing hash of indexes into norm[] */
+    int *slots;
+    int nslots;
+} skill_set;
+
+static uint64_t hash_str(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h;
+}
+
+static int set_add(skill_set *s, char *norm, const char *display)
+{
+    if (s->n * 2 >= s->nslots) {
+        int ns = s->nslots ? s->nslots * 2 : 1024;
+        int *sl = malloc(sizeof(int) * ns);
+        if (!sl)
+            return JM_ENOMEM;
+        for (int i = 0; i < ns; i++)
+            sl[i] = -1;
+        for (int i = 0; i < s->n; i++) {
+            uint64_t h = hash_str(s->norm[i]) & (uint64_t)(ns - 1);
+            while (sl[h] >= 0)
+                h = (h + 1) & (uint64_t)(ns - 1);
+            sl[h] = i;
+        }
+        free(s->slots);
+        s->slots = sl;
+        s->nslots = ns;
+    }
+    uint64_t h = hash_str(norm) & (uint64_t)(s->nslots - 1);
+    while (s->slots[h] >= 0) {
+        if (!strcmp(s->norm[s->slots[h]], norm)) {
+            free(norm);
+            return JM_OK;
+        }
+        h = (h + 1) & (uint64_t)(s->nslots - 1);
+    }
+    if (s->n == s->cap) {
+        int nc = s->cap ? s->cap * 2 : 256;
+        char **a = realloc(s->norm, sizeof(char *) * nc);
+        if (a)
+            s->norm = a;
+        char **b = realloc(s->display, sizeof(char *) * nc);
+        if (b)
+            s->display = b;
+        if (!a || !b) {
+            free(norm);
+            return JM_ENOMEM;
+        }
+        s->cap = nc;
+    }
+    char *disp = strdup(display);
+    if (!disp) {
+        free(norm);
+        return JM_ENOMEM;
+    }
+    s->slots[h] = s->n;
+    s->norm[s->n] = norm;
+    s->display[s->n] = disp;
+    s->n++;
+    return JM_OK;
+}
+
+static int collect_skills(void *ctx, const char *value)
+{
+    skill_set *s = ctx;
+    db_skill *sk = NULL;
+    int n = 0, rc = JM_OK;
+    db_parse_skills(value, &sk, &n);
+    for (int i = 0; i < n; i++) {
+        char *norm = db_skill_norm(sk[i].name);
+        if (norm && rc == JM_OK)
+            rc = set_add(s, norm, sk[i].name);
+        else
+            free(norm);
+        free(sk[i].name);
+    }
+    free(sk);
+    return rc;
+}
+
+int db_sync_skills(db *d, int *added, jm_err *err)
+{
+    skill_set s = {0};
+    if (added)
+        *added = 0;
+    int rc = d->ops->each_job_skills(d, collect_skills, &s, err);
+    if (rc == JM_ENOMEM)
+        rc = jm_fail(err, JM_ENOMEM, "out of memory collecting skills");
+    if (rc == JM_OK && s.n)
+        rc = d->ops->insert_skills(d, s.norm, s.display, s.n, added, err);
+    for (int i = 0; i < s.n; i++) {
+        free(s.norm[i]);
+        free(s.display[i]);
+    }
+    free(s.norm);
+    free(s.display);
+    free(s.slots);
+    return rc;
+}
+
+/* ---------- source mapping ---------- */
+
+int db_source_get(db *d, db_source *out, jm_err *err)
+{
+    memset(out, 0, sizeof *out);
+    char *table = NULL, *idc = NULL, *sk = NULL, *tpl = NULL;
+    int rc;
+    if ((rc = db_meta_get(d, "source_table", &table, err)) || (rc = db_meta_get(d, "source_id_column", &idc, err)) ||
+        (rc = db_meta_get(d, "source_skills_column", &sk, err)) || (rc = db_meta_get(d, "text_template", &tpl, err)))
+        goto out;
+    if (table && *table) {
+        out->attached = 1;
+        snprintf(out->table, sizeof out->table, "%s", table);
+        snprintf(out->id_col, sizeof out->id_col, "%s", idc ? idc : "id");
+        snprintf(out->skills_col, sizeof out->skills_col, "%s", sk ? sk : "");
+    } else {
+        snprintf(out->table, sizeof out->table, "jobs");
+        snprintf(out->id_col, sizeof out->id_col, "id");
+        snprintf(out->skills_col, sizeof out->skills_col, "skills");
+    }
+    snprintf(out->template_, sizeof out->template_, "%s", tpl && *tpl ? tpl : DB_DEFAULT_TEMPLATE);
+out:
+    free(table);
+    free(idc);
+    free(sk);
+    free(tpl);
+    return rc;
+}
+
+static int valid_ident(const char *s)
+{
+    if (!s || !*s || strlen(s) >= 128 || !(isalpha((unsigned char)*s) || *s == '_'))
+        return 0;
+    for (; *s; s++)
+        if (!(isalnum((unsigned char)*s) || *s == '_'))
+            return 0;
+    return 1;
+}
+
+/* Check that `table` has every column the template names, plus id and skills. */
+static int check_columns(db *d, const char *table, const char *id_col, const char *skills_col,
+                         const char *tpl, jm_err *err)
+{
+    db_piece *p = NULL;
+    int np = 0, rc = db_template_parse(tpl, &p, &np, err);
+    if (rc)
+        return rc;
+    const char *cols[130];
+    int nc = 0;
+    cols[nc++] = id_col;
+    if (skills_col && *skills_col)
+        cols[nc++] = skills_col;
+    for (int i = 0; i < np && nc < 128; i++)
+        if (p[i].is_col)
+            cols[nc++] = p[i].text;
+    int ok[130], table_ok = 0;
+    rc = d->ops->columns_exist(d, table, cols, nc, &table_ok, ok, err);
+    if (rc == JM_OK && !table_ok)
+        rc = jm_fail(err, JM_ENOTFOUND, "table \"%s\" does not exist", table);
+    for (int i = 0; rc == JM_OK && i < nc; i++)
+        if (!ok[i])
+            rc = jm_fail(err, JM_ENOTFOUND, "table \"%s\" has no column \"%s\"", table, cols[i]);
+    db_pieces_free(p, np);
+    return rc;
+}
+
+int db_attach(db *d, const char *table, const char *id_col, const char *text_cols, const char *skills_col,
+              const char *template_, jm_err *err)
+{
+    if (!valid_ident(table))
+        return jm_fail(err, JM_EINVAL, "invalid table name \"%s\" (letters, digits and _ only)", table ? table : "");
+    if (!valid_ident(id_col))
+        return jm_fail(err, JM_EINVAL, "invalid id column \"%s\"", id_col ? id_col : "");
+    if (skills_col && *skills_col && !valid_ident(skills_col))
+        return jm_fail(err, JM_EINVAL, "invalid skills column \"%s\"", skills_col);
+    char tpl[2048] = "";
+    if (template_ && *template_) {
+        snprintf(tpl, sizeof tpl, "%s", template_);
+    } else {
+        if (!text_cols || !*text_cols)
+            return jm_fail(err, JM_EINVAL, "give --text-columns (or a --template)");
+        db_str b = {0};
+        char *copy = strdup(text_cols), *save = NULL;
+        int k = 0;
+        for (char *c = strtok_r(copy, ",", &save); c; c = strtok_r(NULL, ",", &save)) {
+            while (isspace((unsigned char)*c))
+                c++;
+            char *e = c + strlen(c);
+            while (e > c && isspace((unsigned char)e[-1]))
+                *--e = 0;
+            if (!valid_ident(c)) {
+                jm_fail(err, JM_EINVAL, "invalid text column \"%s\"", c);
+                free(copy);
+                db_str_free(&b);
+                return JM_EINVAL;
+            }
+            db_str_addf(&b, "%s{%s}", k++ ? ". " : "", c);
+        }
+        free(copy);
+        if (!k || b.oom || b.len >= sizeof tpl) {
+            db_str_free(&b);
+            return jm_fail(err, JM_EINVAL, "no usable text columns in \"%s\"", text_cols);
+        }
+        snprintf(tpl, sizeof tpl, "%s", b.s);
+        db_str_free(&b);
+    }
+    int rc = check_columns(d, table, id_col, skills_col, tpl, err);
+    if (rc)
+        return rc;
+    if ((rc = d->ops->add_embedding_columns(d, table, err)) || (rc = db_meta_set(d, "source_table", table, err)) ||
+        (rc = db_meta_set(d, "source_id_column", id_col, err)) ||
+        (rc = db_meta_set(d, "source_skills_column", skills_col ? skills_col : "", err)) ||
+        (rc = db_meta_set(d, "text_template", tpl, err)))
+        return rc;
+    return db_source_get(d, &d->src, err);
+}
+
+int db_set_template(db *d, const char *template_, jm_err *err)
+{
+    int rc = check_columns(d, d->src.table, d->src.id_col, d->src.skills_col, template_, err);
+    if (rc == JM_OK)
+        rc = db_meta_set(d, "text_template", template_, err);
+    if (rc == JM_OK)
+        rc = db_source_get(d, &d->src, err);
+    return rc;
+}
+
+/* ---------- shared helpers ---------- */
+
+void db_mask_url(const char *url, char *buf, size_t cap)
+{
+    /* scheme://user:password@host... -> scheme://user:***@host...; also a
+     * password=... key in a query string. */
+    snprintf(buf, cap, "%s", url);
+    char *scheme = strstr(buf, "://");
+    if (scheme) {
+        char *auth = scheme + 3;
+        char *at = strchr(auth, '@');
+        char *slash = strchr(auth, '/');
+        if (at && (!slash || at < slash)) {
+            char *colon = memchr(auth, ':', (size_t)(at - auth));
+            if (colon) {
+                char rest[1024];
+                snprintf(rest, sizeof rest, "%s", at);
+                snprintf(colon, cap - (size_t)(colon - buf), ":***%s", rest);
+            }
+        }
+    }
+    char *pw = strstr(buf, "password=");
+    if (pw) {
+        char *end = pw + 9;
+        while (*end && *end != '&' && *end != ' ')
+            end++;
+        char rest[1024];
+        snprintf(rest, sizeof rest, "%s", end);
+        snprintf(pw + 9, cap - (size_t)(pw + 9 - buf), "***%s", rest);
+    }
+}
+
+char *db_skill_norm(const char *name)
+{
+    if (!name)
+        return NULL;
+    utf8proc_uint8_t *folded = NULL;
+    /* NFKC + case fold; invalid UTF-8 makes utf8proc fail, and we then keep
+     * the ASCII-lowered bytes rather than lose the skill. */
+    utf8proc_ssize_t r = utf8proc_map((const utf8proc_uint8_t *)name, 0, &folded,
+                                      UTF8PROC_NULLTERM | UTF8PROC_STABLE | UTF8PROC_COMPOSE |
+                                          UTF8PROC_COMPAT | UTF8PROC_CASEFOLD);
+    char *src;
+    if (r < 0) {
+        src = strdup(name);
+        if (!src)
+            return NULL;
+        for (char *p = src; *p; p++)
+            *p = (char)tolower((unsigned char)*p);
+    } else {
+        src = (char *)folded;
+    }
+    /* collapse whitespace (ASCII and the common Unicode spaces, now NFKC'd to ' ') */
+    char *out = malloc(strlen(src) + 1);
+    if (!out) {
+        free(src);
+        return NULL;
+    }
+    size_t n = 0;
+    int space = 0;
+    for (char *p = src; *p; p++) {
+        if (isspace((unsigned char)*p)) {
+            space = 1;
+            continue;
+        }
+        if (space && n)
+            out[n++] = ' ';
+        space = 0;
+        out[n++] = *p;
+    }
+    out[n] = 0;
+    free(src);
+    if (!n) {
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
+static void skills_push(db_skill **arr, int *n, int *cap, const char *s, size_t len, int required)
+{
+    while (len && isspace((unsigned char)*s)) {
+        s++;
+        len--;
+    }
+    while (len && isspace((unsigned char)s[len - 1]))
+        len--;
+    if (len >= 2 && s[0] == '"' && s[len - 1] == '"') {
+        s++;
+        len -= 2;
+    }
+    if (!len)
+        return;
+    if (*n == *cap) {
+        int nc = *cap ? *cap * 2 : 8;
+        db_skill *a = realloc(*arr, sizeof(db_skill) * nc);
+        if (!a)
+            return;
+        *arr = a;
+        *cap = nc;
+    }
+    char *name = malloc(len + 1);
+    if (!name)
+        return;
+    memcpy(name, s, len);
+    name[len] = 0;
+    (*arr)[*n].name = name;
+    (*arr)[*n].required = required;
+    (*n)++;
+}
+
+void db_parse_skills(const char *value, db_skill **out, int *n)
+{
+    *out = NULL;
+    *n = 0;
+    int cap = 0;
+    if (!value)
+        return;
+    const char *p = value;
+    while (isspace((unsigned char)*p))
+        p++;
+    if (*p == '[') {
+        cJSON *j = cJSON_Parse(p);
+        if (cJSON_IsArray(j)) {
+            const cJSON *it;
+            cJSON_ArrayForEach(it, j)
+            {
+                if (cJSON_IsString(it)) {
+                    skills_push(out, n, &cap, it->valuestring, strlen(it->valuestring), 1);
+                } else if (cJSON_IsObject(it)) {
+                    const cJSON *nm = cJSON_GetObjectItemCaseSensitive(it, "name");
+                    const cJSON *rq = cJSON_GetObjectItemCaseSensitive(it, "required");
+                    if (cJSON_IsString(nm))
+                        skills_push(out, n, &cap, nm->valuestring, strlen(nm->valuestring),
+                                    rq ? cJSON_IsTrue(rq) : 1);
+                }
+            }
+            cJSON_Delete(j);
+            return;
+        }
+        cJSON_Delete(j);
+    }
+    if (*p == '{') { /* PostgreSQL array literal {a,"b c"} */
+        p++;
+        const char *end = strrchr(p, '}');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        const char *s = p;
+        int inq = 0;
+        for (size_t i = 0; i <= len; i++) {
+            if (i < len && p[i] == '"')
+                inq = !inq;
+            if (i == len || (p[i] == ',' && !inq)) {
+                skills_push(out, n, &cap, s, (size_t)(p + i - s), 1);
+                s = p + i + 1;
+            }
+        }
+        return;
+    }
+    /* comma- or semicolon-separated */
+    const char *s = p;
+    for (;; p++) {
+        if (*p == ',' || *p == ';' || *p == '\n' || !*p) {
+            skills_push(out, n, &cap, s, (size_t)(p - s), 1);
+            if (!*p)
+                break;
+            s = p + 1;
+        }
+    }
+}
+
+char *db_skills_json(const db_skill *s, int n)
+{
+    cJSON *a = cJSON_CreateArray();
+    for (int i = 0; a && i < n; i++) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "name", s[i].name);
+        cJSON_AddBoolToObject(o, "required", s[i].required != 0);
+        cJSON_AddItemToArray(a, o);
+    }
+    char *out = a ? cJSON_PrintUnformatted(a) : NULL;
+    cJSON_Delete(a);
+    return out;
+}
+
+char *db_skills_joined(const db_skill *s, int n)
+{
+    db_str b = {0};
+    for (int i = 0; i < n; i++)
+        db_str_addf(&b, "%s%s", i ? ", " : "", s[i].name);
+    if (b.oom) {
+        db_str_free(&b);
+        return NULL;
+    }
+    if (!b.s)
+        return strdup("");
+    return b.s;
+}
+
+void db_vec_to_le(const float *v, int dim, unsigned char *out)
+{
+    for (int i = 0; i < dim; i++) {
+        uint32_t u;
+        memcpy(&u, &v[i], 4);
+        out[4 * i] = (unsigned char)u;
+        out[4 * i + 1] = (unsigned char)(u >> 8);
+        out[4 * i + 2] = (unsigned char)(u >> 16);
+        out[4 * i + 3] = (unsigned char)(u >> 24);
+    }
+}
+
+void db_vec_from_le(const unsigned char *in, int dim, float *out)
+{
+    for (int i = 0; i < dim; i++) {
+        uint32_t u = (uint32_t)in[4 * i] | (uint32_t)in[4 * i + 1] << 8 | (uint32_t)in[4 * i + 2] << 16 |
+                     (uint32_t)in[4 * i + 3] << 24;
+        memcpy(&out[i], &u, 4);
+    }
+}
+
+int db_template_parse(const char *tpl, db_piece **out, int *n, jm_err *err)
+{
+    *out = NULL;
+    *n = 0;
+    db_piece *p = NULL;
+    int np = 0, cap = 0;
+    db_str lit = {0};
+    const char *s = tpl;
+#define PUSH(col, txt)                                                            \
+    do {                                                                          \
+        if (np == cap) {                                                          \
+            cap = cap ? cap * 2 : 8;                                              \
+            db_piece *q = realloc(p, sizeof(db_piece) * cap);                     \
+            if (!q)                                                               \
+                goto oom;                                                         \
+            p = q;                                                                \
+        }                                                                         \
+        p[np].is_col = (col);                                                     \
+        p[np].text = (txt);                                                       \
+        if (!p[np].text)                                                          \
+            goto oom;                                                             \
+        np++;                                                                     \
+    } while (0)
+    while (*s) {
+        if (s[0] == '{' && s[1] == '{') {
+            db_str_add(&lit, "{");
+            s += 2;
+        } else if (s[0] == '}' && s[1] == '}') {
+            db_str_add(&lit, "}");
+            s += 2;
+        } else if (*s == '{') {
+            const char *e = strchr(s, '}');
+            if (!e) {
+                db_str_free(&lit);
+                db_pieces_free(p, np);
+                return jm_fail(err, JM_EFORMAT, "template: unterminated \"{\" in \"%s\"", tpl);
+            }
+            char name[128];
+            size_t len = (size_t)(e - s - 1);
+            if (len == 0 || len >= sizeof name) {
+                db_str_free(&lit);
+                db_pieces_free(p, np);
+                return jm_fail(err, JM_EFORMAT, "template: bad column name in \"%s\"", tpl);
+            }
+            memcpy(name, s + 1, len);
+            name[len] = 0;
+            if (!valid_ident(name)) {
+                db_str_free(&lit);
+                db_pieces_free(p, np);
+                return jm_fail(err, JM_EFORMAT, "template: \"%s\" is not a column name", name);
+            }
+            if (lit.len) {
+                PUSH(0, strdup(lit.s));
+                lit.len = 0;
+                lit.s[0] = 0;
+            }
+            PUSH(1, strdup(name));
+            s = e + 1;
+        } else {
+            char c[2] = {*s, 0};
+            db_str_add(&lit, c);
+            s++;
+        }
+    }
+    if (lit.len)
+        PUSH(0, strdup(lit.s));
+    if (lit.oom)
+        goto oom;
+    db_str_free(&lit);
+    if (np == 0)
+        return jm_fail(err, JM_EFORMAT, "template is empty");
+    *out = p;
+    *n = np;
+    return JM_OK;
+oom:
+    db_str_free(&lit);
+    db_pieces_free(p, np);
+    return jm_fail(err, JM_ENOMEM, "out of memory");
+#undef PUSH
+}
+
+void db_pieces_free(db_piece *p, int n)
+{
+    for (int i = 0; i < n; i++)
+        free(p[i].text);
+    free(p);
+}
+
+int db_quote_ident(const char *name, char *buf, size_t cap, jm_err *err)
+{
+    size_t k = 0;
+    if (cap < 3)
+        return jm_fail(err, JM_EINVAL, "identifier buffer too small");
+    buf[k++] = '"';
+    for (const char *s = name; *s; s++) {
+        if (k + 3 >= cap)
+            return jm_fail(err, JM_EINVAL, "identifier too long: %.40s", name);
+        if (*s == '"')
+            buf[k++] = '"';
+        buf[k++] = *s;
+    }
+    buf[k++] = '"';
+    buf[k] = 0;
+    return JM_OK;
+}
+
+void db_str_add(db_str *b, const char *text)
+{
+    size_t l = strlen(text);
+    if (b->oom)
+        return;
+    if (b->len + l + 1 > b->cap) {
+        size_t nc = b->cap ? b->cap : 256;
+        while (nc < b->len + l + 1)
+            nc *= 2;
+        char *ns = realloc(b->s, nc);
+        if (!ns) {
+            b->oom = 1;
+            return;
+        }
+        b->s = ns;
+        b->cap = nc;
+    }
+    memcpy(b->s + b->len, text, l + 1);
+    b->len += l;
+}
+
+void db_str_addf(db_str *b, const char *fmt, ...)
+{
+    char small[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(small, sizeof small, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        b->oom = 1;
+        return;
+    }
+    if ((size_t)n < sizeof small) {
+        db_str_add(b, small);
+        return;
+    }
+    char *big = malloc((size_t)n + 1);
+    if (!big) {
+        b->oom = 1;
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(big, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    db_str_add(b, big);
+    free(big);
+}
+
+void db_str_free(db_str *b)
+{
+    free(b->s);
+    memset(b, 0, sizeof *b);
+}
+
+void db_sha256_hex(const void *data, size_t len, char hex[65])
+{
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+    EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL);
+    static const char digits[] = "0123456789abcdef";
+    for (int i = 0; i < 32; i++) {
+        hex[2 * i] = digits[md[i] >> 4];
+        hex[2 * i + 1] = digits[md[i] & 15];
+    }
+    hex[64] = 0;
+}
+
+void db_now_iso(char buf[32])
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    char date[24];
+    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf, 32, "%.19s.%03dZ", date, (int)(ts.tv_nsec / 1000000) % 1000);
+}

@@ -1,0 +1,80 @@
+/* db_int.h - private to the db module: the backend table that db.c dispatches
+ * through, and helpers both backends share. Not part of the public API. */
+#ifndef JM_DB_INT_H
+#define JM_DB_INT_H
+
+#include "db.h"
+
+typedef struct db_ops {
+    void (*close)(db *d);
+    int (*migrate)(db *d, jm_err *err);
+    int (*meta_get)(db *d, const char *key, char **out, jm_err *err);
+    int (*meta_set)(db *d, const char *key, const char *value, jm_err *err);
+    int (*ping)(db *d, jm_err *err);
+    /* Does `table` exist, and which of cols[0..n) are its columns? Sets ok[i]. */
+    int (*columns_exist)(db *d, const char *table, const char *const *cols, int n, int *table_ok,
+                         int *ok, jm_err *err);
+    /* ALTER TABLE table ADD COLUMN IF NOT EXISTS for embedding, text_hash, embedding_model. */
+    int (*add_embedding_columns)(db *d, const char *table, jm_err *err);
+    int (*upsert_jobs)(db *d, const db_job *jobs, int n, int *changed, jm_err *err);
+    int (*delete_job)(db *d, const char *id, int *found, jm_err *err);
+    int (*counts)(db *d, const char *model_id, db_counts *out, jm_err *err);
+    int (*claim_jobs)(db *d, const char *model_id, const char *after, int limit, db_batch *out, jm_err *err);
+    int (*commit_jobs)(db *d, const db_batch *b, const float *vecs, int dim, const char *model_id,
+                       jm_err *err);
+    /* Insert the given normalised names (with display forms) if absent; *added counts new rows. */
+    int (*insert_skills)(db *d, char *const *norm, char *const *display, int n, int *added, jm_err *err);
+    /* Call fn for the skills value of every job of the source (NULL values skipped). */
+    int (*each_job_skills)(db *d, int (*fn)(void *ctx, const char *value), void *ctx, jm_err *err);
+    int (*claim_skills)(db *d, const char *model_id, const char *after, int limit, db_batch *out,
+                        jm_err *err);
+    int (*commit_skills)(db *d, const db_batch *b, const float *vecs, int dim, const char *model_id,
+                         jm_err *err);
+    void (*abort)(db *d);
+    int (*size)(db *d, int64_t *out, jm_err *err);
+} db_ops;
+
+struct db {
+    const db_ops *ops;
+    const char *kind;
+    char display_url[1024];
+    db_source src;  /* loaded from meta after migration; refreshed by attach */
+    void *impl;     /* backend state */
+};
+
+/* Backends' constructors: connect/open, fill d->impl and d->ops. */
+int db_sqlite_open(db *d, const char *path, jm_err *err);
+int db_pg_open(db *d, const char *conninfo, jm_err *err);
+
+/* A parsed job text template: pieces alternate literal text and column names. */
+typedef struct db_piece {
+    int is_col;
+    char *text; /* literal text, or the column name */
+} db_piece;
+
+/* Parse "{col} literal {col2}" into pieces. Returns JM_EFORMAT for an
+ * unterminated or empty "{}" or a column name that is not [A-Za-z_][A-Za-z0-9_]*.
+ * "{{" and "}}" stand for literal braces. Free with db_pieces_free. */
+int db_template_parse(const char *tpl, db_piece **out, int *n, jm_err *err);
+void db_pieces_free(db_piece *p, int n);
+
+/* Quote an identifier for SQL ("name" with inner quotes doubled) into buf. */
+int db_quote_ident(const char *name, char *buf, size_t cap, jm_err *err);
+
+/* A growable string for building SQL. */
+typedef struct db_str {
+    char *s;
+    size_t len, cap;
+    int oom;
+} db_str;
+void db_str_add(db_str *b, const char *text);
+void db_str_addf(db_str *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void db_str_free(db_str *b);
+
+/* Lower-case hex SHA-256 of len bytes into hex[65]. */
+void db_sha256_hex(const void *data, size_t len, char hex[65]);
+
+/* Current UTC time as ISO 8601 with milliseconds, "2026-11-24T03:17:11.123Z". */
+void db_now_iso(char buf[32]);
+
+#endif
