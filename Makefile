@@ -3,7 +3,7 @@ CC      ?= gcc
 OPT     ?= -O2 -g
 WARN    := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes -Wvla
 CSTD    := -std=c11 -D_DEFAULT_SOURCE -D_FILE_OFFSET_BITS=64
-PKGS    := openblas libutf8proc libcjson
+PKGS    := openblas libutf8proc libcjson sqlite3 libcrypto libpq
 BUILD   ?= build
 SAN     ?=
 ifeq ($(SAN),1)

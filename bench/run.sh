@@ -5,3 +5,4 @@ BUILD=${BUILD:-build}
 cd "$(dirname "$0")/.."
 ONET=${JOBMATCH_ONET:-../shared/data/onet}
 "$BUILD"/bench/bench_embed --onet "$ONET" "$@"
+sh bench/bench_store.sh

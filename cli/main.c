@@ -7,28 +7,33 @@
 #include <string.h>
 
 #include "bert.h"
+#include "cli.h"
 #include "common.h"
 #include "kernels.h"
 #include "tokenizer.h"
 
-#define DEFAULT_MODEL "models/all-MiniLM-L6-v2"
-
-static const char *default_model(void)
+const char *cli_default_model(void)
 {
     const char *e = getenv("JOBMATCH_MODEL");
     return e && *e ? e : DEFAULT_MODEL;
 }
 
-static int parse_int(const char *s, const char *what, int lo, int hi, int *out)
+const char *cli_default_db(void)
+{
+    const char *e = getenv("JOBMATCH_DB");
+    return e && *e ? e : DEFAULT_DB;
+}
+
+int cli_parse_int(const char *s, const char *what, long lo, long hi, long *out)
 {
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
     if (errno || end == s || *end || v < lo || v > hi) {
-        fprintf(stderr, "jobmatch: %s must be an integer in [%d, %d], got \"%s\"\n", what, lo, hi, s);
+        fprintf(stderr, "jobmatch: %s must be an integer in [%ld, %ld], got \"%s\"\n", what, lo, hi, s);
         return -1;
     }
-    *out = (int)v;
+    *out = v;
     return 0;
 }
 
@@ -100,14 +105,15 @@ static int cmd_embed_text(int argc, char **argv)
         {"model", required_argument, 0, 'm'}, {"threads", required_argument, 0, 't'},
         {"tokens", no_argument, 0, 'k'},      {"batch", required_argument, 0, 'b'},
         {"help", no_argument, 0, 'h'},        {0, 0, 0, 0}};
-    const char *model = default_model();
-    int threads = 0, batch = 256, c, rc = 1;
+    const char *model = cli_default_model();
+    long threads = 0, batch = 256;
+    int c, rc = 1;
     et_state s = {0};
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case 'm': model = optarg; break;
-        case 't': if (parse_int(optarg, "--threads", 0, 256, &threads)) return 2; break;
-        case 'b': if (parse_int(optarg, "--batch", 1, 1 << 20, &batch)) return 2; break;
+        case 't': if (cli_parse_int(optarg, "--threads", 0, 256, &threads)) return 2; break;
+        case 'b': if (cli_parse_int(optarg, "--batch", 1, 1 << 20, &batch)) return 2; break;
         case 'k': s.tokens_only = 1; break;
         case 'h': usage_embed_text(stdout); return 0;
         default: usage_embed_text(stderr); return 2;
@@ -115,7 +121,7 @@ static int cmd_embed_text(int argc, char **argv)
     }
     jm_err err = {0};
     bert_model *m = NULL;
-    if (bert_load(model, &m, &err) || (!s.tokens_only && bert_pool_new(m, threads, &s.pool, &err))) {
+    if (bert_load(model, &m, &err) || (!s.tokens_only && bert_pool_new(m, (int)threads, &s.pool, &err))) {
         fprintf(stderr, "jobmatch: %s\n", err.msg);
         bert_free(m);
         return 1;
@@ -123,7 +129,7 @@ static int cmd_embed_text(int argc, char **argv)
     s.tok = bert_tokenizer(m);
     s.max_seq = bert_max_seq(m);
     s.dim = bert_dim(m);
-    int cap = argc - optind > batch ? argc - optind : batch;
+    int cap = argc - optind > batch ? argc - optind : (int)batch;
     s.vec = malloc(sizeof(float) * (size_t)cap * (s.dim ? s.dim : 1));
     s.ids = malloc(sizeof(int32_t) * (size_t)(s.max_seq ? s.max_seq : 2));
     const char **texts = malloc(sizeof(char *) * (size_t)cap);
@@ -197,15 +203,24 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: jobmatch COMMAND [OPTIONS]\n"
             "\n"
-            "jobmatch turns texts into sentence embeddings (all-MiniLM-L6-v2 by default,\n"
-            "equal to sentence-transformers) in plain C.\n"
+            "jobmatch keeps job embeddings in a database (SQLite or PostgreSQL) and computes\n"
+            "them with all-MiniLM-L6-v2 in plain C, equal to sentence-transformers.\n"
             "\n"
             "commands:\n"
+            "  import       upsert jobs from CSV or JSON Lines files\n"
+            "  import-onet  import the O*NET occupations (the demo corpus)\n"
+            "  attach       work on an existing jobs table in place\n"
+            "  template     show or set the job text that is embedded\n"
+            "  embed        embed the jobs and skills that are missing or stale\n"
+            "  status       counts of embedded, stale and missing jobs; schema; size\n"
+            "  migrate      create or upgrade the store's tables\n"
+            "  get-embedding  print the stored embedding of jobs\n"
             "  embed-text   embed texts given as arguments or on standard input\n"
             "  version      print the version and the CPU kernels in use\n"
             "  help         this text; `jobmatch COMMAND --help` explains a command\n"
             "\n"
             "environment:\n"
+            "  JOBMATCH_DB      database: SQLite file or postgresql:// URL (default " DEFAULT_DB ")\n"
             "  JOBMATCH_MODEL   model directory (default " DEFAULT_MODEL ")\n"
             "  JOBMATCH_ISA     set to \"scalar\" to disable the AVX-512 kernels\n");
 }
@@ -226,8 +241,17 @@ int main(int argc, char **argv)
         printf("jobmatch 0.1.0 (kernels: %s, BLAS core: %s)\n", k_isa(), k_blas_core());
         return 0;
     }
-    if (!strcmp(cmd, "embed-text"))
-        return cmd_embed_text(argc - 1, argv + 1);
+    static const struct {
+        const char *name;
+        int (*fn)(int, char **);
+    } cmds[] = {
+        {"embed-text", cmd_embed_text}, {"import", cmd_import}, {"import-onet", cmd_import_onet},
+        {"attach", cmd_attach},         {"template", cmd_template}, {"embed", cmd_embed},
+        {"status", cmd_status},         {"migrate", cmd_migrate}, {"get-embedding", cmd_get_embedding},
+    };
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
+        if (!strcmp(cmd, cmds[i].name))
+            return cmds[i].fn(argc - 1, argv + 1);
     fprintf(stderr, "jobmatch: unknown command \"%s\" (see jobmatch --help)\n", cmd);
     return 2;
 }

@@ -4,13 +4,16 @@
 set -eu
 need=""
 check() { # header package
-    if ! printf '#include <%s>\n' "$1" | ${CC:-cc} $(pkg-config --cflags openblas 2>/dev/null) -E -x c - >/dev/null 2>&1; then
+    if ! printf '#include <%s>\n' "$1" | ${CC:-cc} $(pkg-config --cflags openblas libpq 2>/dev/null) -I/usr/include/postgresql -E -x c - >/dev/null 2>&1; then
         need="$need $2"
     fi
 }
 check cblas.h libopenblas-dev
 check utf8proc.h libutf8proc-dev
 check cjson/cJSON.h libcjson-dev
+check sqlite3.h libsqlite3-dev
+check openssl/sha.h libssl-dev
+check libpq-fe.h libpq-dev
 command -v pkg-config >/dev/null 2>&1 || need="$need pkg-config"
 [ -z "$need" ] && exit 0
 echo "install-deps: installing$need" >&2

@@ -164,6 +164,33 @@ int db_commit_skills(db *d, const db_batch *b, const float *vecs, int dim, const
     return d->ops->commit_skills(d, b, vecs, dim, model_id, err);
 }
 
+int db_get_job_embedding(db *d, const char *id, float **out, int *dim, char **model, jm_err *err)
+{
+    unsigned char *bytes = NULL;
+    size_t len = 0;
+    *out = NULL;
+    *dim = 0;
+    *model = NULL;
+    int rc = d->ops->get_embedding(d, id, &bytes, &len, model, err);
+    if (rc || !bytes)
+        return rc;
+    if (len == 0 || len % 4) {
+        free(bytes);
+        free(*model);
+        *model = NULL;
+        return jm_fail(err, JM_EFORMAT, "embedding of job %s has %zu bytes: not float32 values", id, len);
+    }
+    *out = malloc(len);
+    if (!*out) {
+        free(bytes);
+        return jm_fail(err, JM_ENOMEM, "out of memory");
+    }
+    *dim = (int)(len / 4);
+    db_vec_from_le(bytes, *dim, *out);
+    free(bytes);
+    return JM_OK;
+}
+
 void db_batch_free(db_batch *b)
 {
     if (!b)

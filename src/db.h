@@ -175,6 +175,12 @@ int db_commit_skills(db *d, const db_batch *b, const float *vecs, int dim, const
 void db_abort(db *d);
 void db_batch_free(db_batch *b); /* accepts a zeroed batch */
 
+/* The stored embedding of job `id` of the source table: *out (malloc'd, *dim
+ * floats) and *model (malloc'd), both NULL when the job has no embedding.
+ * JM_ENOTFOUND when there is no such job; JM_EFORMAT when the stored bytes
+ * are not a whole number of float32 values. */
+int db_get_job_embedding(db *d, const char *id, float **out, int *dim, char **model, jm_err *err);
+
 /* Database size in bytes (file size for SQLite, pg_database_size for PostgreSQL). */
 int db_size(db *d, int64_t *out, jm_err *err);
 

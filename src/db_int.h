@@ -30,6 +30,8 @@ typedef struct db_ops {
                         jm_err *err);
     int (*commit_skills)(db *d, const db_batch *b, const float *vecs, int dim, const char *model_id,
                          jm_err *err);
+    /* Raw embedding bytes of job id (malloc'd into *bytes, *len; NULL if none) and its model. */
+    int (*get_embedding)(db *d, const char *id, unsigned char **bytes, size_t *len, char **model, jm_err *err);
     void (*abort)(db *d);
     int (*size)(db *d, int64_t *out, jm_err *err);
 } db_ops;

@@ -638,6 +638,49 @@ static int sq_delete_job(db *d, const char *id, int *found, jm_err *err)
     return rc;
 }
 
+static int sq_get_embedding(db *d, const char *id, unsigned char **bytes, size_t *len, char **model, jm_err *err)
+{
+    char qt[300], qid[300], sql[1024];
+    int rc;
+    *bytes = NULL;
+    *len = 0;
+    *model = NULL;
+    if ((rc = db_quote_ident(d->src.table, qt, sizeof qt, err)) ||
+        (rc = db_quote_ident(d->src.id_col, qid, sizeof qid, err)))
+        return rc;
+    snprintf(sql, sizeof sql, "SELECT embedding, embedding_model FROM %s WHERE %s = ?1", qt, qid);
+    sqlite3_stmt *st;
+    if ((rc = prepare(d, sql, &st, err)))
+        return rc;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    int s = sqlite3_step(st);
+    if (s == SQLITE_ROW) {
+        const void *b = sqlite3_column_blob(st, 0);
+        int n = sqlite3_column_bytes(st, 0);
+        const char *m = (const char *)sqlite3_column_text(st, 1);
+        if (b && n > 0) {
+            *bytes = malloc((size_t)n);
+            *model = strdup(m ? m : "");
+            if (!*bytes || !*model) {
+                free(*bytes);
+                free(*model);
+                *bytes = NULL;
+                *model = NULL;
+                rc = jm_fail(err, JM_ENOMEM, "out of memory");
+            } else {
+                memcpy(*bytes, b, (size_t)n);
+                *len = (size_t)n;
+            }
+        }
+    } else if (s == SQLITE_DONE) {
+        rc = jm_fail(err, JM_ENOTFOUND, "no job with id \"%s\"", id);
+    } else {
+        rc = sq_fail(d, err, "reading an embedding");
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
 static int sq_size(db *d, int64_t *out, jm_err *err)
 {
     (void)err;
@@ -670,6 +713,7 @@ static const db_ops sqlite_ops = {
     .each_job_skills = sq_each_job_skills,
     .claim_skills = sq_claim_skills,
     .commit_skills = sq_commit_skills,
+    .get_embedding = sq_get_embedding,
     .abort = sq_abort,
     .size = sq_size,
 };
