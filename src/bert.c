@@ -22,13 +22,17 @@ enum { POOL_CLS = 1, POOL_MEAN = 2, POOL_MAX = 4, POOL_MEAN_SQRT = 8 };
  * matrix products, small enough that a worker's activations stay ~16 MB. */
 #define CHUNK_TOKENS 1024
 
+/* Linear weights are kept transposed, Wt = W^T laid out (in, out), in owned
+ * 64-byte-aligned copies: the small-M kernel streams them without repacking
+ * and OpenBLAS takes the same buffer for large M (see k_linear_t). The mapped
+ * originals are released after the copy, so each weight is resident once. */
 typedef struct layer {
-    const float *qkv_w; /* (3H, H): query, key, value rows stacked (owned copy) */
-    const float *qkv_b; /* (3H) */
-    const float *ao_w, *ao_b;     /* attention output dense (H, H), (H) */
+    const float *qkv_wt; /* (H, 3H): query, key, value columns side by side */
+    const float *qkv_b;  /* (3H) */
+    const float *ao_wt, *ao_b;    /* attention output dense (H, H), (H) */
     const float *aln_g, *aln_b;   /* attention LayerNorm (H) */
-    const float *i_w, *i_b;       /* intermediate dense (FF, H), (FF) */
-    const float *o_w, *o_b;       /* output dense (H, FF), (H) */
+    const float *i_wt, *i_b;      /* intermediate dense (H, FF), (FF) */
+    const float *o_wt, *o_b;      /* output dense (FF, H), (H) */
     const float *oln_g, *oln_b;   /* output LayerNorm (H) */
 } layer;
 
@@ -41,7 +45,8 @@ struct bert_model {
     char id[256];
     tok_tokenizer *tok;
     st_file *st;
-    const float *word_emb; /* (vocab, H) */
+    const float *word_emb; /* (vocab, H), mapped; read sparsely, released after each chunk */
+    const st_tensor *word_t;
     const float *pos_emb;  /* (max_pos, H) */
     const float *type_emb; /* (type_vocab, H) */
     const float *eln_g, *eln_b;
@@ -270,7 +275,8 @@ static void *own(bert_model *m, size_t bytes)
     if (!no)
         return NULL;
     m->owned = no;
-    void *p = malloc(bytes ? bytes : 1);
+    size_t n = (bytes + 63) / 64 * 64;
+    void *p = aligned_alloc(64, n ? n : 64);
     if (p)
         m->owned[m->n_owned++] = p;
     return p;
@@ -307,10 +313,31 @@ static int weight(bert_model *m, const char *prefix, const char *name, int ndim,
     return JM_OK;
 }
 
+/* An nn.Linear weight W (out, in) as an owned transposed copy Wt (in, out). */
+static int linear_t(bert_model *m, const char *prefix, const char *name, int out_f, int in_f, const float **wt,
+                    jm_err *err)
+{
+    const float *w;
+    int rc = weight(m, prefix, name, 2, out_f, in_f, &w, err);
+    if (rc)
+        return rc;
+    float *t = own(m, sizeof(float) * (size_t)out_f * in_f);
+    if (!t)
+        return jm_fail(err, JM_ENOMEM, "out of memory");
+    k_transpose(w, out_f, in_f, t);
+    char full[256];
+    snprintf(full, sizeof full, "%s%s", prefix, name);
+    st_release(m->st, st_find(m->st, full));
+    *wt = t;
+    return JM_OK;
+}
+
 static int load_weights(bert_model *m, jm_err *err)
 {
     const char *pre = st_find(m->st, "embeddings.word_embeddings.weight") ? "" : "bert.";
     int H = m->H, FF = m->FF, rc;
+    m->word_t = st_find(m->st, strcmp(pre, "") ? "bert.embeddings.word_embeddings.weight"
+                                               : "embeddings.word_embeddings.weight");
     if ((rc = weight(m, pre, "embeddings.word_embeddings.weight", 2, m->vocab, H, &m->word_emb, err)) ||
         (rc = weight(m, pre, "embeddings.position_embeddings.weight", 2, m->max_pos, H, &m->pos_emb, err)) ||
         (rc = weight(m, pre, "embeddings.token_type_embeddings.weight", 2, m->type_vocab, H, &m->type_emb, err)) ||
@@ -330,13 +357,20 @@ static int load_weights(bert_model *m, jm_err *err)
             return rc;                                                              \
     } while (0)
         const float *qw, *qb, *kw, *kb, *vw, *vb;
-        W(ao_w, "attention.output.dense.weight", 2, H, H);
+#define WT(field, suffix, out_f, in_f)                                              \
+    do {                                                                            \
+        snprintf(n, sizeof n, "encoder.layer.%d.%s", l, suffix);                    \
+        if ((rc = linear_t(m, pre, n, out_f, in_f, &y->field, err)))                \
+            return rc;                                                              \
+    } while (0)
+        WT(ao_wt, "attention.output.dense.weight", H, H);
         W(ao_b, "attention.output.dense.bias", 1, H, 0);
         W(aln_g, "attention.output.LayerNorm.weight", 1, H, 0);
         W(aln_b, "attention.output.LayerNorm.bias", 1, H, 0);
-        W(i_w, "intermediate.dense.weight", 2, FF, H);
+        WT(i_wt, "intermediate.dense.weight", FF, H);
         W(i_b, "intermediate.dense.bias", 1, FF, 0);
-        W(o_w, "output.dense.weight", 2, H, FF);
+        WT(o_wt, "output.dense.weight", H, FF);
+#undef WT
         W(o_b, "output.dense.bias", 1, H, 0);
         W(oln_g, "output.LayerNorm.weight", 1, H, 0);
         W(oln_b, "output.LayerNorm.bias", 1, H, 0);
@@ -354,20 +388,30 @@ static int load_weights(bert_model *m, jm_err *err)
         WL(vw, "attention.self.value.weight", 2, H, H);
         WL(vb, "attention.self.value.bias", 1, H, 0);
 #undef WL
-        /* One (3H, H) product instead of three (H, H) ones: fewer, larger GEMMs. */
-        float *w = own(m, sizeof(float) * 3 * (size_t)H * H);
-        float *b = own(m, sizeof(float) * 3 * (size_t)H);
-        if (!w || !b)
-            return jm_fail(err, JM_ENOMEM, "out of memory");
+        /* One (H, 3H) product instead of three (H, H) ones: fewer, larger GEMMs. */
         size_t hh = (size_t)H * H;
+        float *w = malloc(sizeof(float) * 3 * hh);
+        float *wt = own(m, sizeof(float) * 3 * hh);
+        float *b = own(m, sizeof(float) * 3 * (size_t)H);
+        if (!w || !wt || !b) {
+            free(w);
+            return jm_fail(err, JM_ENOMEM, "out of memory");
+        }
         memcpy(w, qw, hh * sizeof(float));
         memcpy(w + hh, kw, hh * sizeof(float));
         memcpy(w + 2 * hh, vw, hh * sizeof(float));
+        k_transpose(w, 3 * H, H, wt);
+        free(w);
         memcpy(b, qb, H * sizeof(float));
         memcpy(b + H, kb, H * sizeof(float));
         memcpy(b + 2 * H, vb, H * sizeof(float));
-        y->qkv_w = w;
+        y->qkv_wt = wt;
         y->qkv_b = b;
+        static const char *qkv_names[3] = {"query", "key", "value"};
+        for (int k = 0; k < 3; k++) {
+            snprintf(n, sizeof n, "%sencoder.layer.%d.attention.self.%s.weight", pre, l, qkv_names[k]);
+            st_release(m->st, st_find(m->st, n));
+        }
     }
     return JM_OK;
 }
@@ -501,18 +545,22 @@ static void forward_chunk(const bert_model *m, workspace *w, int n, const int32_
                 row[i] = we[i] + pe[i] + m->type_emb[i];
         }
     }
+    /* The word table is 47 MB of which a chunk reads a few hundred rows: let
+     * those pages go again instead of letting the table fill the RSS. */
+    if (m->word_t)
+        st_release(m->st, m->word_t);
     k_add_layernorm(x, NULL, T, H, NULL, m->eln_g, m->eln_b, m->eps);
 
     for (int l = 0; l < m->L; l++) {
         const layer *y = &m->layers[l];
-        k_linear(T, 3 * H, H, x, H, y->qkv_w, y->qkv_b, w->qkv, 3 * H);
+        k_linear_t(T, 3 * H, H, x, H, y->qkv_wt, y->qkv_b, w->qkv, 3 * H);
         for (int s = 0, off = 0; s < n; off += lens[s], s++)
             attention(m, w, w->qkv + (size_t)off * 3 * H, w->ctx + (size_t)off * H, lens[s]);
-        k_linear(T, H, H, w->ctx, H, y->ao_w, NULL, t, H);
+        k_linear_t(T, H, H, w->ctx, H, y->ao_wt, NULL, t, H);
         k_add_layernorm(t, x, T, H, y->ao_b, y->aln_g, y->aln_b, m->eps);
-        k_linear(T, FF, H, t, H, y->i_w, NULL, w->inter, FF);
+        k_linear_t(T, FF, H, t, H, y->i_wt, NULL, w->inter, FF);
         k_bias_gelu(w->inter, T, FF, y->i_b);
-        k_linear(T, H, FF, w->inter, FF, y->o_w, NULL, x, H);
+        k_linear_t(T, H, FF, w->inter, FF, y->o_wt, NULL, x, H);
         k_add_layernorm(x, t, T, H, y->o_b, y->oln_g, y->oln_b, m->eps);
     }
 

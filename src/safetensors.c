@@ -425,6 +425,17 @@ void st_close(st_file *f)
     free(f);
 }
 
+void st_release(const st_file *f, const st_tensor *t)
+{
+    /* Only whole pages inside the tensor: neighbours may still be in use. */
+    long pg = sysconf(_SC_PAGESIZE);
+    uintptr_t a = (uintptr_t)t->data, e = a + t->nbytes;
+    uintptr_t lo = (a + (uintptr_t)pg - 1) & ~((uintptr_t)pg - 1), hi = e & ~((uintptr_t)pg - 1);
+    if (!f || !f->map || hi <= lo)
+        return;
+    madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
 const char *st_path(const st_file *f)
 {
     return f->path;

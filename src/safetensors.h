@@ -49,6 +49,12 @@ const char *st_dtype_name(st_dtype d);
 int st_expect(const st_file *f, const char *name, st_dtype dtype, int ndim,
               const int64_t *shape, const st_tensor **out, jm_err *err);
 
+/* Tell the kernel that the mapped pages of `t` are not needed any more (after
+ * the caller copied them, or between uses of a large table read sparsely):
+ * they leave this process's resident set and come back from the file on the
+ * next access. The data stays valid to read. */
+void st_release(const st_file *f, const st_tensor *t);
+
 /* Copy tensor `t` into dst as float32 (F32, F16 and BF16 accepted). */
 int st_to_f32(const st_tensor *t, float *dst, jm_err *err);
 

@@ -1,0 +1,217 @@
+/* test_gemm.c - the transposed-weight product k_linear_t: the scalar
+ * reference, the dispatched k_linear_t and the SIMD kernel k_linear_t_small
+ * (for every M, also above the threshold where k_linear_t goes to OpenBLAS),
+ * each against a double-precision loop; and k_transpose.
+ *
+ * Tolerance: |C - exact| <= 1e-5 * (sum_k |A[i,k] Wt[k,j]| + |bias[j]|) per
+ * element. Float sums of K terms in any order are off by at most ~K * 6e-8
+ * of that sum in the worst case and ~sqrt(K) * 6e-8 in practice (2.4e-6 at
+ * K = 1536), so this passes any correct summation order and fails anything
+ * that drops, repeats or misplaces a term.
+ *
+ * Buffers are sized exactly (no slack after the last row, lda > K and
+ * ldc > N gaps in between), so under AddressSanitizer any read or write
+ * outside A, Wt, bias or C is caught; the gaps in C are filled with a
+ * sentinel that must survive. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "kernels.h"
+
+static unsigned long long rng = 0x2545F4914F6CDD1DULL;
+static float frand(float lo, float hi)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return lo + (hi - lo) * (float)((rng >> 11) * (1.0 / 9007199254740992.0));
+}
+
+static const float SENTINEL = -12345.0f;
+
+typedef void (*linear_fn)(int M, int N, int K, const float *A, int lda, const float *Wt,
+                          const float *bias, float *C, int ldc);
+
+/* One shape. exact/mag are [M,N] doubles: the product and the sum of |terms|.
+ * Returns the number of failed elements (0 = pass) and reports the first. */
+static int check_one(const char *name, linear_fn f, int M, int N, int K, const float *A, int lda,
+                     const float *Wt, const float *bias, int ldc, const double *exact,
+                     const double *mag)
+{
+    size_t csz = (size_t)(M - 1) * ldc + N;
+    float *C = malloc(csz * sizeof(float));
+    for (size_t i = 0; i < csz; i++)
+        C[i] = SENTINEL; /* gaps must keep it; the product must overwrite the rest */
+    f(M, N, K, A, lda, Wt, bias, C, ldc);
+    int bad = 0;
+    for (int i = 0; i < M; i++) {
+        for (int j = 0; j < ldc && (size_t)i * ldc + j < csz; j++) {
+            float c = C[(size_t)i * ldc + j];
+            if (j >= N) {
+                if (c != SENTINEL && bad++ == 0)
+                    fprintf(stderr, "%s M=%d N=%d K=%d: wrote C[%d][%d] past N (ldc %d)\n", name,
+                            M, N, K, i, j, ldc);
+                continue;
+            }
+            double e = exact[(size_t)i * N + j], tol = 1e-5 * mag[(size_t)i * N + j];
+            if (!(fabs(c - e) <= tol) && bad++ == 0)
+                fprintf(stderr, "%s M=%d N=%d K=%d lda=%d ldc=%d bias=%d: C[%d][%d] = %.9g, "
+                        "exact %.9g, tolerance %.3g\n", name, M, N, K, lda, ldc, bias != NULL, i,
+                        j, c, e, tol);
+        }
+    }
+    free(C);
+    return bad;
+}
+
+static int n_shapes;
+
+/* All three implementations on one shape; lda/ldc padding and bias as given. */
+static void test_shape(int M, int N, int K, int lda, int ldc, int with_bias)
+{
+    float *A = malloc(((size_t)(M - 1) * lda + K) * sizeof(float));
+    float *Wt = malloc(((size_t)K * N + (K * N == 0)) * sizeof(float));
+    float *bias = with_bias ? malloc((size_t)N * sizeof(float)) : NULL;
+    double *exact = malloc((size_t)M * N * sizeof(double));
+    double *mag = malloc((size_t)M * N * sizeof(double));
+    for (size_t i = 0; i < (size_t)(M - 1) * lda + K; i++)
+        A[i] = frand(-1, 1);
+    for (size_t i = 0; i < (size_t)K * N; i++)
+        Wt[i] = frand(-1, 1);
+    for (int j = 0; bias && j < N; j++)
+        bias[j] = frand(-1, 1);
+
+    /* i-k-j so Wt is walked along its rows; exact and mag accumulate in place. */
+    for (int i = 0; i < M; i++) {
+        double *e = exact + (size_t)i * N, *g = mag + (size_t)i * N;
+        for (int j = 0; j < N; j++) {
+            e[j] = bias ? bias[j] : 0.0;
+            g[j] = bias ? fabs(bias[j]) : 0.0;
+        }
+        for (int k = 0; k < K; k++) {
+            double a = A[(size_t)i * lda + k];
+            const float *w = Wt + (size_t)k * N;
+            for (int j = 0; j < N; j++) {
+                double t = a * w[j];
+                e[j] += t;
+                g[j] += fabs(t);
+            }
+        }
+    }
+
+    int bad = check_one("k_linear_t_ref", k_linear_t_ref, M, N, K, A, lda, Wt, bias, ldc, exact, mag);
+    CHECK(bad == 0, "k_linear_t_ref M=%d N=%d K=%d: %d elements wrong", M, N, K, bad);
+    bad = check_one("k_linear_t", k_linear_t, M, N, K, A, lda, Wt, bias, ldc, exact, mag);
+    CHECK(bad == 0, "k_linear_t M=%d N=%d K=%d: %d elements wrong", M, N, K, bad);
+    if (k_linear_t_small) {
+        bad = check_one("k_linear_t_small", k_linear_t_small, M, N, K, A, lda, Wt, bias, ldc,
+                        exact, mag);
+        CHECK(bad == 0, "k_linear_t_small M=%d N=%d K=%d: %d elements wrong", M, N, K, bad);
+    }
+    n_shapes++;
+    free(A);
+    free(Wt);
+    free(bias);
+    free(exact);
+    free(mag);
+}
+
+static void test_shapes(void)
+{
+    static const int Ms[] = {1, 2, 5, 6, 7, 13, 16, 31, 32, 33, 64, 200};
+    static const int Ns[] = {1, 7, 8, 16, 17, 384, 1152};
+    static const int Ks[] = {1, 3, 384, 1536};
+    int nm = sizeof Ms / sizeof Ms[0], nn = sizeof Ns / sizeof Ns[0], nk = sizeof Ks / sizeof Ks[0];
+    for (int a = 0; a < nm; a++)
+        for (int b = 0; b < nn; b++)
+            for (int c = 0; c < nk; c++) {
+                int M = Ms[a], N = Ns[b], K = Ks[c];
+                /* The largest products (up to 354M multiply-adds) only once,
+                 * with bias and padding, so the test stays fast under ASan. */
+                int big = (double)M * N * K > 2e7;
+                for (int v = big ? 3 : 0; v < 4; v++) {
+                    int with_bias = v & 1, padded = v >> 1;
+                    test_shape(M, N, K, padded ? K + 5 : K, padded ? N + 3 : N, with_bias);
+                }
+            }
+    /* Every column tail against the 16-wide tiles, and every row-block split
+     * up to 3 blocks, with odd K for the partial-sum remainders. */
+    for (int N = 1; N <= 48; N++)
+        test_shape(3, N, 5, 7, N + 1, N & 1);
+    for (int M = 1; M <= 19; M++)
+        for (int K = 1; K <= 9; K += 4)
+            test_shape(M, 40, K, K, 41, 1);
+    /* K not a multiple of the k-block, and K = 0 (the bias alone). */
+    test_shape(9, 24, 385, 385, 24, 1);
+    test_shape(16, 40, 1000, 1003, 40, 0);
+    test_shape(4, 20, 0, 1, 20, 1);
+    test_shape(4, 20, 0, 1, 20, 0);
+}
+
+static void test_transpose(void)
+{
+    static const int sizes[][2] = {{1, 1}, {1, 7}, {7, 1}, {31, 33}, {32, 32}, {33, 65}, {384, 1152},
+                                   {1536, 384}, {100, 3}};
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        int N = sizes[s][0], K = sizes[s][1];
+        float *W = malloc((size_t)N * K * sizeof(float)), *Wt = malloc((size_t)N * K * sizeof(float));
+        for (size_t i = 0; i < (size_t)N * K; i++)
+            W[i] = (float)i; /* exact in float for these sizes: every value distinct */
+        k_transpose(W, N, K, Wt);
+        int bad = 0;
+        for (int k = 0; k < K; k++)
+            for (int n = 0; n < N; n++)
+                bad += Wt[(size_t)k * N + n] != W[(size_t)n * K + k];
+        CHECK(bad == 0, "k_transpose N=%d K=%d: %d elements wrong", N, K, bad);
+        free(W);
+        free(Wt);
+    }
+}
+
+/* k_linear_t on k_transpose(W) equals k_linear on W, to float rounding (the
+ * outputs are O(1), sums of 384 terms of up to 0.3). */
+static void test_against_k_linear(void)
+{
+    int N = 1152, K = 384;
+    float *W = malloc((size_t)N * K * sizeof(float)), *Wt = malloc((size_t)N * K * sizeof(float));
+    float *bias = malloc((size_t)N * sizeof(float));
+    for (size_t i = 0; i < (size_t)N * K; i++)
+        W[i] = frand(-0.1f, 0.1f);
+    for (int j = 0; j < N; j++)
+        bias[j] = frand(-1, 1);
+    k_transpose(W, N, K, Wt);
+    static const int Ms[] = {1, 12, K_LINEAR_T_MAX_M, K_LINEAR_T_MAX_M + 1, 100};
+    for (size_t m = 0; m < sizeof Ms / sizeof Ms[0]; m++) {
+        int M = Ms[m];
+        float *A = malloc((size_t)M * K * sizeof(float));
+        float *C1 = malloc((size_t)M * N * sizeof(float)), *C2 = malloc((size_t)M * N * sizeof(float));
+        for (size_t i = 0; i < (size_t)M * K; i++)
+            A[i] = frand(-3, 3);
+        k_linear(M, N, K, A, K, W, bias, C1, N);
+        k_linear_t(M, N, K, A, K, Wt, bias, C2, N);
+        double worst = 0;
+        for (size_t i = 0; i < (size_t)M * N; i++)
+            worst = fmax(worst, fabs((double)C1[i] - C2[i]));
+        CHECK(worst < 1e-4, "k_linear_t vs k_linear M=%d: max difference %g", M, worst);
+        free(A);
+        free(C1);
+        free(C2);
+    }
+    free(W);
+    free(Wt);
+    free(bias);
+}
+
+int main(void)
+{
+    k_init();
+    printf("test_gemm: isa %s, small-M kernel %s, threshold M <= %d\n", k_isa(),
+           k_linear_t_small ? "present" : "absent (OpenBLAS only)", K_LINEAR_T_MAX_M);
+    test_transpose();
+    test_shapes();
+    test_against_k_linear();
+    printf("test_gemm: %d shapes\n", n_shapes);
+    return CHECK_DONE("test_gemm");
+}
