@@ -32,6 +32,22 @@ tally() { # name status: adds the counts from the last "N passed, N failed" line
     fi
 }
 
+# A private PostgreSQL server for the store tests (tests/pg.sh), unless
+# JM_TEST_PG_URL already names one. Stopped again at the end.
+if [ -z "${JM_TEST_PG_URL:-}" ] && [ -z "${JM_NO_PG:-}" ]; then
+    JM_PG_DIR=$(mktemp -d /tmp/jm-pg.XXXXXX)
+    chmod 755 "$JM_PG_DIR"
+    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    if JM_TEST_PG_URL=$(sh tests/pg.sh start "$JM_PG_DIR" "$port" 2>"$log"); then
+        export JM_TEST_PG_URL JM_PG_DIR
+        trap 'sh tests/pg.sh stop "$JM_PG_DIR" >/dev/null 2>&1; rm -rf "$JM_PG_DIR" "$log"' EXIT
+        echo "== PostgreSQL test server on port $port"
+    else
+        echo "== could not start a PostgreSQL test server:"; cat "$log"
+        fail=$((fail + 1)); unset JM_TEST_PG_URL
+    fi
+fi
+
 for b in $BUILDS; do
     for t in "$b"/tests/test_*; do
         [ -x "$t" ] || continue
