@@ -191,6 +191,237 @@ int db_get_job_embedding(db *d, const char *id, float **out, int *dim, char **mo
     return JM_OK;
 }
 
+/* ---------- reading back ---------- */
+
+int db_row_emit(db_row *r, const char *skills, db_row_fn fn, void *ctx)
+{
+    r->job.skills = NULL;
+    r->job.nskills = 0;
+    if (skills)
+        db_parse_skills(skills, &r->job.skills, &r->job.nskills);
+    int rc = fn(ctx, r);
+    for (int i = 0; i < r->job.nskills; i++)
+        free(r->job.skills[i].name);
+    free(r->job.skills);
+    r->job.skills = NULL;
+    r->job.nskills = 0;
+    return rc;
+}
+
+int db_scan_jobs(db *d, const char *model_id, int with_embedding, db_row_fn fn, void *ctx, jm_err *err)
+{
+    if (!fn)
+        return jm_fail(err, JM_EINVAL, "scan: no callback");
+    if (!model_id)
+        with_embedding = 0;
+    return d->ops->scan_jobs(d, model_id, with_embedding, fn, ctx, err);
+}
+
+int db_changes(db *d, const char *model_id, int64_t since, db_row_fn fn, void *ctx, int64_t *now, jm_err *err)
+{
+    if (!fn || !now)
+        return jm_fail(err, JM_EINVAL, "changes: no callback or no counter");
+    *now = 0;
+    return d->ops->changes(d, model_id, since < 0 ? 0 : since, fn, ctx, now, err);
+}
+
+static char *dup_field(const char *s, int *oom)
+{
+    if (!s)
+        return NULL;
+    char *c = strdup(s);
+    if (!c)
+        *oom = 1;
+    return c;
+}
+
+/* db_get_job's callback: a deep copy of the row's job into ctx (a db_job). */
+static int copy_job(void *ctx, const db_row *r)
+{
+    db_job *o = ctx;
+    const db_job *j = &r->job;
+    int oom = 0;
+    db_job_clear(o);
+    o->id = dup_field(j->id, &oom);
+    o->title = dup_field(j->title, &oom);
+    o->company = dup_field(j->company, &oom);
+    o->location = dup_field(j->location, &oom);
+    o->remote = j->remote;
+    o->salary_min = j->salary_min;
+    o->salary_max = j->salary_max;
+    o->currency = dup_field(j->currency, &oom);
+    o->employment_type = dup_field(j->employment_type, &oom);
+    o->seniority = dup_field(j->seniority, &oom);
+    o->description = dup_field(j->description, &oom);
+    o->posted_at = dup_field(j->posted_at, &oom);
+    if (j->nskills > 0) {
+        o->skills = calloc((size_t)j->nskills, sizeof(db_skill));
+        if (!o->skills)
+            oom = 1;
+        for (int i = 0; o->skills && i < j->nskills; i++) {
+            o->skills[i].name = dup_field(j->skills[i].name, &oom);
+            o->skills[i].required = j->skills[i].required;
+            o->nskills = i + 1;
+        }
+    }
+    if (oom) {
+        db_job_clear(o);
+        return JM_ENOMEM;
+    }
+    return JM_OK;
+}
+
+int db_get_job(db *d, const char *id, db_job *out, int *found, jm_err *err)
+{
+    db_job_init(out);
+    if (found)
+        *found = 0;
+    if (!id)
+        return jm_fail(err, JM_EINVAL, "get job: no id");
+    int rc = d->ops->get_job(d, id, copy_job, out, err);
+    if (rc == JM_ENOMEM)
+        rc = jm_fail(err, JM_ENOMEM, "out of memory");
+    if (rc)
+        db_job_clear(out);
+    else if (found)
+        *found = out->id != NULL;
+    return rc;
+}
+
+int db_get_embeddings(db *d, const char *model_id, const char *const *ids, int n, float *out, int dim, int *found,
+                      jm_err *err)
+{
+    if (n < 0 || dim < 1 || (n > 0 && (!ids || !out || !found)) || !model_id)
+        return jm_fail(err, JM_EINVAL, "get embeddings: bad arguments (n %d, dim %d)", n, dim);
+    for (int i = 0; i < n; i++)
+        if (!ids[i])
+            return jm_fail(err, JM_EINVAL, "get embeddings: id %d is NULL", i);
+    if (n == 0)
+        return JM_OK;
+    memset(out, 0, sizeof(float) * (size_t)n * (size_t)dim);
+    memset(found, 0, sizeof(int) * (size_t)n);
+    int rc = d->ops->get_embeddings(d, model_id, ids, n, out, dim, found, err);
+    if (rc) {
+        memset(out, 0, sizeof(float) * (size_t)n * (size_t)dim);
+        memset(found, 0, sizeof(int) * (size_t)n);
+    }
+    return rc;
+}
+
+int db_scan_skills(db *d, const char *model_id, db_skill_fn fn, void *ctx, jm_err *err)
+{
+    if (!fn)
+        return jm_fail(err, JM_EINVAL, "scan skills: no callback");
+    return d->ops->scan_skills(d, model_id, fn, ctx, err);
+}
+
+int db_utf8_valid(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        utf8proc_int32_t cp;
+        utf8proc_ssize_t n = utf8proc_iterate(p, -1, &cp);
+        if (n <= 0)
+            return 0;
+        p += n;
+    }
+    return 1;
+}
+
+int db_keyword_search(db *d, const char *const *terms, int n, int limit, db_hit **out, int *nout, jm_err *err)
+{
+    *out = NULL;
+    *nout = 0;
+    if (limit < 1 || n < 0 || (n > 0 && !terms))
+        return jm_fail(err, JM_EINVAL, "keyword search: bad arguments (limit %d, %d terms)", limit, n);
+    /* Blank terms match nothing and are dropped here, so that both backends
+     * see the same list; invalid UTF-8 would be an error on one only. */
+    const char **keep = n ? malloc(sizeof(char *) * (size_t)n) : NULL;
+    if (n && !keep)
+        return jm_fail(err, JM_ENOMEM, "out of memory");
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        const char *t = terms[i];
+        if (!t)
+            continue;
+        if (!db_utf8_valid(t)) {
+            free(keep);
+            return jm_fail(err, JM_EINVAL, "keyword search: term %d is not valid UTF-8", i + 1);
+        }
+        const char *p = t;
+        while (*p && isspace((unsigned char)*p))
+            p++;
+        if (*p)
+            keep[k++] = t;
+    }
+    int rc = k ? d->ops->keyword_search(d, keep, k, limit, out, nout, err) : JM_OK;
+    free(keep);
+    return rc;
+}
+
+void db_hits_free(db_hit *h, int n)
+{
+    if (!h)
+        return;
+    for (int i = 0; i < n; i++)
+        free(h[i].id);
+    free(h);
+}
+
+int db_hits_grow(db_hit **h, int *cap)
+{
+    int nc = *cap ? *cap * 2 : 64;
+    db_hit *g = realloc(*h, sizeof(db_hit) * (size_t)nc);
+    if (!g)
+        return JM_ENOMEM;
+    memset(g + *cap, 0, sizeof(db_hit) * (size_t)(nc - *cap));
+    *h = g;
+    *cap = nc;
+    return JM_OK;
+}
+
+double db_search_weight(char w) { return w == 'A' ? 5.0 : w == 'B' ? 2.0 : 1.0; }
+
+int db_search_of(const db_source *src, db_search *out, jm_err *err)
+{
+    memset(out, 0, sizeof *out);
+    if (!src->attached) {
+        static const char *own[3] = {"title", "skill_names", "description"};
+        for (int i = 0; i < 3; i++) {
+            snprintf(out->col[i], sizeof out->col[i], "%s", own[i]);
+            out->weight[i] = (char)('A' + i);
+        }
+        out->ncols = 3;
+    } else {
+        db_piece *p = NULL;
+        int np = 0, rc = db_template_parse(src->template_, &p, &np, err);
+        if (rc)
+            return rc;
+        for (int i = 0; i < np && out->ncols < DB_SEARCH_MAXCOLS; i++) {
+            if (!p[i].is_col)
+                continue;
+            int dup = 0;
+            for (int k = 0; k < out->ncols; k++)
+                dup |= !strcmp(out->col[k], p[i].text);
+            if (dup)
+                continue;
+            snprintf(out->col[out->ncols], sizeof out->col[0], "%s", p[i].text);
+            out->weight[out->ncols] = out->ncols == 0                                   ? 'A'
+                                      : src->skills_col[0] && !strcmp(p[i].text, src->skills_col) ? 'B'
+                                                                                        : 'C';
+            out->ncols++;
+        }
+        db_pieces_free(p, np);
+        if (!out->ncols)
+            return jm_fail(err, JM_EINVAL, "template \"%s\" names no column to search", src->template_);
+    }
+    size_t len = (size_t)snprintf(out->spec, sizeof out->spec, "%s|%s|", src->table, src->id_col);
+    for (int i = 0; i < out->ncols && len < sizeof out->spec; i++)
+        len += (size_t)snprintf(out->spec + len, sizeof out->spec - len, "%s%c:%s", i ? "," : "", out->weight[i],
+                                out->col[i]);
+    return JM_OK;
+}
+
 void db_batch_free(db_batch *b)
 {
     if (!b)
@@ -421,10 +652,22 @@ int db_attach(db *d, const char *table, const char *id_col, const char *text_col
         snprintf(tpl, sizeof tpl, "%s", b.s);
         db_str_free(&b);
     }
+    static const char *const ours[] = {"jobs", "skills", "meta", "job_changes"};
+    for (size_t i = 0; i < sizeof ours / sizeof ours[0]; i++)
+        if (!strcmp(table, ours[i]))
+            return jm_fail(err, JM_EINVAL, "\"%s\" is one of jobmatch's own tables: attach a table of yours", table);
+    if (!strncmp(table, "jm_fts_", 7) || !strncmp(table, "jm_search_", 10))
+        return jm_fail(err, JM_EINVAL, "\"%s\" is one of jobmatch's search tables", table);
     int rc = check_columns(d, table, id_col, skills_col, tpl, err);
     if (rc)
         return rc;
-    if ((rc = d->ops->add_embedding_columns(d, table, err)) || (rc = db_meta_set(d, "source_table", table, err)) ||
+    db_source next = {.attached = 1};
+    snprintf(next.table, sizeof next.table, "%s", table);
+    snprintf(next.id_col, sizeof next.id_col, "%s", id_col);
+    snprintf(next.skills_col, sizeof next.skills_col, "%s", skills_col ? skills_col : "");
+    snprintf(next.template_, sizeof next.template_, "%s", tpl);
+    if ((rc = d->ops->add_embedding_columns(d, table, err)) || (rc = d->ops->install_source(d, &next, &d->src, err)) ||
+        (rc = db_meta_set(d, "source_table", table, err)) ||
         (rc = db_meta_set(d, "source_id_column", id_col, err)) ||
         (rc = db_meta_set(d, "source_skills_column", skills_col ? skills_col : "", err)) ||
         (rc = db_meta_set(d, "text_template", tpl, err)))
@@ -435,6 +678,11 @@ int db_attach(db *d, const char *table, const char *id_col, const char *text_col
 int db_set_template(db *d, const char *template_, jm_err *err)
 {
     int rc = check_columns(d, d->src.table, d->src.id_col, d->src.skills_col, template_, err);
+    if (rc == JM_OK && d->src.attached) { /* the keyword search follows the template's columns */
+        db_source next = d->src;
+        snprintf(next.template_, sizeof next.template_, "%s", template_);
+        rc = d->ops->install_source(d, &next, &d->src, err);
+    }
     if (rc == JM_OK)
         rc = db_meta_set(d, "text_template", template_, err);
     if (rc == JM_OK)
@@ -553,6 +801,51 @@ static void skills_push(db_skill **arr, int *n, int *cap, const char *s, size_t 
     (*n)++;
 }
 
+/* The exact JSON db_skills_json writes, [{"name":"...","required":true},...],
+ * without escapes: parsed in place, because reading jobs back parses one
+ * per job. Returns 0 (nothing kept) for anything else, which cJSON then gets. */
+static int parse_own_json(const char *p, db_skill **out, int *n, int *cap)
+{
+    static const char head[] = "{\"name\":\"", mid[] = "\",\"required\":";
+    p++; /* '[' */
+    while (*p != ']') {
+        if (*n && *p++ != ',')
+            goto other;
+        if (strncmp(p, head, sizeof head - 1))
+            goto other;
+        p += sizeof head - 1;
+        const char *name = p;
+        size_t len = strcspn(p, "\"\\");
+        if (p[len] != '"')
+            goto other;
+        p += len;
+        if (strncmp(p, mid, sizeof mid - 1))
+            goto other;
+        p += sizeof mid - 1;
+        int req;
+        if (!strncmp(p, "true}", 5))
+            req = 1, p += 5;
+        else if (!strncmp(p, "false}", 6))
+            req = 0, p += 6;
+        else
+            goto other;
+        int before = *n;
+        skills_push(out, n, cap, name, len, req);
+        if (*n == before && len) /* out of memory: let cJSON try (and fail) */
+            goto other;
+    }
+    if (p[1] == 0)
+        return 1;
+other:
+    for (int i = 0; i < *n; i++)
+        free((*out)[i].name);
+    free(*out);
+    *out = NULL;
+    *n = 0;
+    *cap = 0;
+    return 0;
+}
+
 void db_parse_skills(const char *value, db_skill **out, int *n)
 {
     *out = NULL;
@@ -563,6 +856,8 @@ void db_parse_skills(const char *value, db_skill **out, int *n)
     const char *p = value;
     while (isspace((unsigned char)*p))
         p++;
+    if (*p == '[' && parse_own_json(p, out, n, &cap))
+        return;
     if (*p == '[') {
         cJSON *j = cJSON_Parse(p);
         if (cJSON_IsArray(j)) {

@@ -9,7 +9,7 @@
  * database's own catalogue and then double-quoted. Credentials never appear in
  * messages: use db_display_url().
  *
- * Schema (version 1), created by db_migrate in one transaction:
+ * Schema, created by db_migrate in one transaction per version:
  *   jobs   (id TEXT PRIMARY KEY, title, company, location, remote BOOL,
  *           salary_min REAL, salary_max REAL, currency, employment_type,
  *           seniority, description, skills TEXT (JSON array of
@@ -20,6 +20,11 @@
  *   skills (name TEXT PRIMARY KEY (normalised), display TEXT, embedding, embedding_model)
  *   meta   (key TEXT PRIMARY KEY, value TEXT): schema_version, model_id, model_dim,
  *           and the source mapping (see db_source).
+ * Version 2 adds the change log (job_changes: rev, id, deleted; one row per
+ * job, maintained by triggers on the jobs table and on an attached table) and
+ * keyword search (SQLite: an FTS5 table over title, skill_names, description
+ * kept in sync by triggers; PostgreSQL: a generated tsvector column with a GIN
+ * index; for an attached table, over its template columns).
  *
  * Embeddings are little-endian float32, dim * 4 bytes: numpy's
  * astype('<f4').tobytes() layout.
@@ -39,7 +44,7 @@
 
 #include "common.h"
 
-#define DB_SCHEMA_VERSION 1
+#define DB_SCHEMA_VERSION 2
 
 typedef struct db db;
 
@@ -108,9 +113,25 @@ int db_source_get(db *d, db_source *out, jm_err *err);
 
 /* Record a mapping to an existing table and add the columns jobmatch writes
  * (embedding, text_hash, embedding_model) with ADD COLUMN IF NOT EXISTS. The
- * table and every column named (id, text columns, skills) must exist. The
+ * table and every column named (id, text columns, skills) must exist; the id
+ * column should be unique. jobmatch's own tables are refused (JM_EINVAL). The
  * user's rows are not copied or rewritten. text_cols: comma-separated; the
- * template becomes "{c1}. {c2}. ..." unless template_ is non-NULL. */
+ * template becomes "{c1}. {c2}. ..." unless template_ is non-NULL.
+ *
+ * It also installs, in one transaction, what schema version 2 keeps for
+ * jobmatch's own table, in the same style:
+ *   - change-log triggers on the table (insert, update, delete; ids cast to
+ *     text), whose rows all get a job_changes entry when first installed;
+ *   - keyword search over the template's columns (cast to text): SQLite, an
+ *     FTS5 table jm_fts_T with its text in jm_search_T, kept by triggers on
+ *     T; PostgreSQL, a GIN index jm_search_T on T over the tsvector
+ *     expression, or, when PostgreSQL refuses one (a column whose cast to
+ *     text is not immutable, e.g. timestamptz), a scan of T per search.
+ * The triggers use only built-in SQL, so the programs that write to the
+ * table run them too (SQLite: their library needs FTS5). Attaching the same
+ * table again is a no-op (db_set_template rebuilds the search when its
+ * columns change); attaching another one removes all of this from the one
+ * attached before. */
 int db_attach(db *d, const char *table, const char *id_col, const char *text_cols,
               const char *skills_col, const char *template_, jm_err *err);
 
@@ -180,6 +201,84 @@ void db_batch_free(db_batch *b); /* accepts a zeroed batch */
  * JM_ENOTFOUND when there is no such job; JM_EFORMAT when the stored bytes
  * are not a whole number of float32 values. */
 int db_get_job_embedding(db *d, const char *id, float **out, int *dim, char **model, jm_err *err);
+
+/* ---------- reading jobs back (index, recommendations, gaps) ---------- */
+
+/* A job row as read back. For jobmatch's own table every field is filled;
+ * for an attached table: id, title (the first {column} of the template),
+ * description (the whole job text), skills (from the skills column), the rest
+ * unknown. `emb` points at little-endian float32 bytes (emb_len of them, NULL
+ * when the job has no current embedding); everything is valid only during
+ * the callback: copy what you keep. */
+typedef struct db_row {
+    db_job job;
+    const unsigned char *emb;
+    size_t emb_len;
+    int64_t rev;  /* change counter of the row's last change (see db_changes) */
+    int deleted;  /* db_changes only: the job is gone (only job.id is set) */
+} db_row;
+
+/* Nonzero return stops the scan and is returned. */
+typedef int (*db_row_fn)(void *ctx, const db_row *row);
+
+/* Every job of the source in id order; with_embedding = 0 (or model_id NULL)
+ * skips reading the vectors (emb is then NULL). Only current embeddings are
+ * returned: made by model_id from the job's current text (the staleness
+ * rule above; stale ones count as none). Streams: memory does not grow with
+ * the table (PostgreSQL reads pages of 2,000 rows; SQLite steps one
+ * statement, so fn may read from the store but should not write to it). */
+int db_scan_jobs(db *d, const char *model_id, int with_embedding, db_row_fn fn, void *ctx, jm_err *err);
+
+/* The change counter: every insert, update (content or embedding) and delete
+ * of a job bumps it (schema version 2: a change log kept by triggers, one
+ * entry per job, the latest). db_changes calls fn for each job changed with
+ * rev > since, in rev order (deleted rows with deleted = 1), and sets *now to
+ * the counter's current value (the largest rev visible when the call
+ * started; rows past it wait for the next call), to pass as `since` next
+ * time. Rows carry the job's current data and, when model_id is non-NULL,
+ * its current embedding as in db_scan_jobs. A job is deleted when the
+ * source has no row with its id, whatever the log says. since = INT64_MAX
+ * reads just the counter. On SQLite revs become visible in order. On
+ * PostgreSQL a transaction may commit a smaller rev after a larger one is
+ * visible: pass since - DB_CHANGES_SLACK and ignore rows whose rev you have
+ * applied (a transaction that takes longer than the next DB_CHANGES_SLACK
+ * changes of others to commit can still be missed). */
+#define DB_CHANGES_SLACK 10000
+int db_changes(db *d, const char *model_id, int64_t since, db_row_fn fn, void *ctx, int64_t *now, jm_err *err);
+
+/* One job by id (*found = 0 if none); *out must be db_job_clear'ed by the caller. */
+int db_get_job(db *d, const char *id, db_job *out, int *found, jm_err *err);
+
+/* Exact embeddings of n jobs (for re-scoring), out[i * dim]; found[i] = 0 when
+ * job i has no current embedding for model_id (its row of out is zeroed).
+ * One query for all n. JM_EFORMAT when a current embedding is not dim
+ * float32 values. */
+int db_get_embeddings(db *d, const char *model_id, const char *const *ids, int n, float *out, int dim, int *found,
+                      jm_err *err);
+
+/* Every skill, in name order, with its embedding for model_id (emb NULL if
+ * none, or made by another model); display falls back to the name. */
+typedef int (*db_skill_fn)(void *ctx, const char *name, const char *display, const unsigned char *emb,
+                           size_t emb_len);
+int db_scan_skills(db *d, const char *model_id, db_skill_fn fn, void *ctx, jm_err *err);
+
+/* Keyword search over title, skills and description: BM25 with SQLite FTS5, a
+ * tsvector with ts_rank_cd on PostgreSQL (both kept up to date by the
+ * database itself). Matches any of the terms (each term a word or phrase, e.g.
+ * "machine learning"); returns up to `limit` hits, best first, score > 0,
+ * higher is better (scores are comparable within one call only).
+ * Title, skills and description weigh 5:2:1 (for an attached table: the
+ * template's first column, the skills column, the others). Terms are taken
+ * literally, never as query syntax; both backends stem English words
+ * (Porter, Snowball), PostgreSQL also drops stop words ("and", "the").
+ * Blank terms are ignored (none left: no hits); a term that is not valid
+ * UTF-8 or limit < 1 is JM_EINVAL. *out is malloc'd: db_hits_free. */
+typedef struct db_hit {
+    char *id;
+    double score;
+} db_hit;
+int db_keyword_search(db *d, const char *const *terms, int n, int limit, db_hit **out, int *nout, jm_err *err);
+void db_hits_free(db_hit *h, int n);
 
 /* Database size in bytes (file size for SQLite, pg_database_size for PostgreSQL). */
 int db_size(db *d, int64_t *out, jm_err *err);

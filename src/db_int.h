@@ -34,6 +34,26 @@ typedef struct db_ops {
     int (*get_embedding)(db *d, const char *id, unsigned char **bytes, size_t *len, char **model, jm_err *err);
     void (*abort)(db *d);
     int (*size)(db *d, int64_t *out, jm_err *err);
+
+    /* Reading back (db.h). db.c checks the arguments and dispatches. */
+    int (*scan_jobs)(db *d, const char *model_id, int with_embedding, db_row_fn fn, void *ctx, jm_err *err);
+    int (*changes)(db *d, const char *model_id, int64_t since, db_row_fn fn, void *ctx, int64_t *now,
+                   jm_err *err);
+    /* Calls fn once with the job's row (embedding not read) if the job exists. */
+    int (*get_job)(db *d, const char *id, db_row_fn fn, void *ctx, jm_err *err);
+    /* out is zeroed and found[] cleared by db.c; the backend fills what it finds. */
+    int (*get_embeddings)(db *d, const char *model_id, const char *const *ids, int n, float *out, int dim,
+                          int *found, jm_err *err);
+    int (*scan_skills)(db *d, const char *model_id, db_skill_fn fn, void *ctx, jm_err *err);
+    /* terms: n >= 1 non-blank, valid UTF-8 strings; limit >= 1. */
+    int (*keyword_search)(db *d, const char *const *terms, int n, int limit, db_hit **out, int *nout,
+                          jm_err *err);
+    /* Give the attached table src the change-log triggers and the keyword
+     * search (one transaction; a no-op when both are there and the search
+     * still matches the template). prev is the source before: when it is
+     * another attached table, jobmatch's triggers and search objects are
+     * removed from it. */
+    int (*install_source)(db *d, const db_source *src, const db_source *prev, jm_err *err);
 } db_ops;
 
 struct db {
@@ -72,6 +92,39 @@ typedef struct db_str {
 void db_str_add(db_str *b, const char *text);
 void db_str_addf(db_str *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void db_str_free(db_str *b);
+
+/* ---------- reading back: shared by both backends ---------- */
+
+/* Rows per query when a backend pages through a table (PostgreSQL keyset
+ * pages): bounds the memory of a scan, whatever the table's size. */
+#define DB_PAGE_ROWS 2000
+
+/* Hand a row to the caller: parses `skills` (any form db_parse_skills takes,
+ * NULL for none) into r->job.skills for the duration of the call and frees
+ * it afterwards. The other fields of r point into the backend's result. */
+int db_row_emit(db_row *r, const char *skills, db_row_fn fn, void *ctx);
+
+/* The keyword search of a source: which of its columns are indexed and how
+ * each is weighted. jobmatch's own table: title 'A', skill_names 'B',
+ * description 'C'. An attached table: the template's columns in order (each
+ * once, at most DB_SEARCH_MAXCOLS), the first 'A', the skills column 'B',
+ * the others 'C'. Scores weigh A:B:C as 5:2:1 on both backends (FTS5 bm25
+ * column weights; ts_rank_cd's default weights 1.0, 0.4, 0.2). */
+#define DB_SEARCH_MAXCOLS 32
+typedef struct db_search {
+    int ncols;
+    char col[DB_SEARCH_MAXCOLS][128];
+    char weight[DB_SEARCH_MAXCOLS];
+    char spec[DB_SEARCH_MAXCOLS * 132 + 300]; /* "table|id|A:col,C:col": recorded in meta */
+} db_search;
+int db_search_of(const db_source *src, db_search *out, jm_err *err);
+double db_search_weight(char w); /* 'A' 5, 'B' 2, else 1 */
+
+/* Grow a hit array (zeroed slots) by doubling; JM_ENOMEM on failure. */
+int db_hits_grow(db_hit **h, int *cap);
+
+/* Valid UTF-8 (no NUL, no overlongs or surrogates)? */
+int db_utf8_valid(const char *s);
 
 /* Lower-case hex SHA-256 of len bytes into hex[65]. */
 void db_sha256_hex(const void *data, size_t len, char hex[65]);

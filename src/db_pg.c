@@ -9,8 +9,12 @@
  * job's hash is.
  *
  * Server messages are passed on in one line; the password never is: the
- * connection error is scrubbed of it and everything else names the masked URL. */
+ * connection error is scrubbed of it and everything else names the masked URL.
+ *
+ * Reading back (scan, changes) goes in keyset pages of DB_PAGE_ROWS with
+ * binary results (bytea as raw bytes), so memory is bounded by a page. */
 #include <libpq-fe.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -334,7 +338,14 @@ static const char *const migration1[] = {
     NULL,
 };
 
-static const char *const *const migrations[] = {migration1};
+static int migrate2(db *d, jm_err *err);
+
+/* Each migration: statements, then a function for what needs building. */
+static const struct {
+    const char *const *stmts;
+    int (*fn)(db *d, jm_err *err);
+} migrations[] = {{migration1, NULL}, {NULL, migrate2}};
+_Static_assert(sizeof migrations / sizeof migrations[0] == DB_SCHEMA_VERSION, "one migration per schema version");
 
 static int pg_migrate(db *d, jm_err *err)
 {
@@ -356,10 +367,13 @@ static int pg_migrate(db *d, jm_err *err)
                      DB_SCHEMA_VERSION);
         goto fail;
     }
-    for (int i = have; i < DB_SCHEMA_VERSION; i++)
-        for (const char *const *s = migrations[i]; *s; s++)
+    for (int i = have; i < DB_SCHEMA_VERSION; i++) {
+        for (const char *const *s = migrations[i].stmts; s && *s; s++)
             if ((rc = run(d, "migrating", *s, NULL, NULL, err)))
                 goto fail;
+        if (migrations[i].fn && (rc = migrations[i].fn(d, err)))
+            goto fail;
+    }
     if (have < DB_SCHEMA_VERSION) {
         char num[16];
         snprintf(num, sizeof num, "%d", DB_SCHEMA_VERSION);
@@ -1040,6 +1054,798 @@ static void pg_close(db *d)
     d->impl = NULL;
 }
 
+/* ---------- change log and keyword search (schema version 2) ---------- */
+
+/* The quoted name of one of jobmatch's objects for table T: prefix + T, or,
+ * when that is longer than PostgreSQL's 63-byte names, prefix + the start of
+ * T + a hash of all of T (so that two long names do not share one). */
+static int pg_objname(char *buf, size_t cap, const char *prefix, const char *table, jm_err *err)
+{
+    char raw[300];
+    size_t pl = strlen(prefix), tl = strlen(table);
+    if (pl + tl <= 63)
+        snprintf(raw, sizeof raw, "%s%s", prefix, table);
+    else
+        snprintf(raw, sizeof raw, "%s%.*s_%08llx", prefix, (int)(63 - pl - 9), table,
+                 (unsigned long long)(fnv(table) & 0xffffffffu));
+    return db_quote_ident(raw, buf, cap, err);
+}
+
+/* Does the query (one text parameter, one count(*) result) count > 0? */
+static int pg_exists(db *d, const char *sql, const char *param, int *out, jm_err *err)
+{
+    pg_args a = {0};
+    PGresult *r;
+    arg_text(&a, param);
+    int rc = run(d, "reading the catalogue", sql, &a, &r, err);
+    args_free(&a);
+    if (rc == JM_OK) {
+        int64_t n = 0;
+        parse_count(r, 0, 0, &n);
+        *out = n > 0;
+        PQclear(r);
+    }
+    return rc;
+}
+
+/* The schema job_changes lives in, quoted: the trigger functions run in the
+ * sessions of whoever writes to the table, whatever their search_path. */
+static int changes_schema(db *d, char *buf, size_t cap, jm_err *err)
+{
+    PGresult *r;
+    int rc = run(d, "reading the catalogue",
+                 "SELECT n.nspname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+                 " WHERE c.oid = pg_catalog.to_regclass('job_changes')",
+                 NULL, &r, err);
+    if (rc)
+        return rc;
+    if (PQntuples(r) != 1)
+        rc = jm_fail(err, JM_ENOTFOUND, "%s: no job_changes table", d->display_url);
+    else
+        rc = db_quote_ident(PQgetvalue(r, 0, 0), buf, cap, err);
+    PQclear(r);
+    return rc;
+}
+
+/* The change-log triggers on table T (id column I): statement-level, with
+ * transition tables, so a statement of any size costs one call. On first
+ * install every row of T gets an entry. */
+static int install_log(db *d, const char *table, const char *id_col, jm_err *err)
+{
+    int have = 0, rc = pg_exists(d,
+                                 "SELECT count(*) FROM pg_catalog.pg_trigger"
+                                 " WHERE tgrelid = pg_catalog.to_regclass(pg_catalog.quote_ident($1))"
+                                 " AND tgname = 'jm_log_upd'",
+                                 table, &have, err);
+    if (rc || have)
+        return rc;
+    char qt[300], qi[300], fn[300], schema[300];
+    if ((rc = db_quote_ident(table, qt, sizeof qt, err)) || (rc = db_quote_ident(id_col, qi, sizeof qi, err)) ||
+        (rc = pg_objname(fn, sizeof fn, "jm_log_", table, err)) ||
+        (rc = changes_schema(d, schema, sizeof schema, err)))
+        return rc;
+    /* One statement per event: ch is the set of ids the statement touched
+     * (live, or gone: deleted, or renamed away; an id both ways is live).
+     * Existing entries are updated with a fresh rev, the others inserted, so
+     * one change takes one rev; ON CONFLICT covers an entry that another
+     * transaction has just added. */
+    static const char *const ch_of[3] = {
+        /* INSERT */
+        "SELECT DISTINCT CAST(n.%1$s AS TEXT) AS id, false AS del FROM jm_new AS n WHERE n.%1$s IS NOT NULL",
+        /* UPDATE */
+        "SELECT s.id, bool_and(s.del) AS del FROM (SELECT CAST(n.%1$s AS TEXT) AS id, false AS del FROM jm_new AS n"
+        " UNION ALL SELECT CAST(o.%1$s AS TEXT), true FROM jm_old AS o) AS s WHERE s.id IS NOT NULL GROUP BY s.id",
+        /* DELETE */
+        "SELECT DISTINCT CAST(o.%1$s AS TEXT) AS id, true AS del FROM jm_old AS o WHERE o.%1$s IS NOT NULL"};
+    static const char *const ops[3] = {"INSERT", "UPDATE", "DELETE"};
+    db_str b[6] = {{0}};
+    db_str_addf(&b[0], "CREATE OR REPLACE FUNCTION %s.%s() RETURNS trigger LANGUAGE plpgsql SET search_path = %s"
+                       " AS $jm$ BEGIN",
+                schema, fn, schema);
+    for (int i = 0; i < 3; i++) {
+        db_str_addf(&b[0], " %s TG_OP = '%s' THEN WITH ch AS (", i ? "ELSIF" : "IF", ops[i]);
+        db_str_addf(&b[0], ch_of[i], qi);
+        /* new rows rarely have an entry (only when deleted before): no
+         * UPDATE first for them */
+        db_str_add(&b[0], i ? "), up AS (UPDATE job_changes AS c SET rev = nextval('job_changes_rev_seq'),"
+                              " deleted = ch.del FROM ch WHERE c.id = ch.id RETURNING c.id)"
+                              " INSERT INTO job_changes(id, deleted) SELECT ch.id, ch.del FROM ch"
+                              " WHERE NOT EXISTS (SELECT 1 FROM up WHERE up.id = ch.id)"
+                            : ") INSERT INTO job_changes(id, deleted) SELECT ch.id, ch.del FROM ch");
+        db_str_add(&b[0], " ON CONFLICT (id) DO UPDATE SET rev = nextval('job_changes_rev_seq'),"
+                          " deleted = EXCLUDED.deleted;");
+    }
+    db_str_add(&b[0], " END IF; RETURN NULL; END $jm$");
+    db_str_addf(&b[1],
+                "CREATE TRIGGER jm_log_ins AFTER INSERT ON %s REFERENCING NEW TABLE AS jm_new"
+                " FOR EACH STATEMENT EXECUTE FUNCTION %s.%s()",
+                qt, schema, fn);
+    db_str_addf(&b[2],
+                "CREATE TRIGGER jm_log_upd AFTER UPDATE ON %s REFERENCING OLD TABLE AS jm_old NEW TABLE AS jm_new"
+                " FOR EACH STATEMENT EXECUTE FUNCTION %s.%s()",
+                qt, schema, fn);
+    db_str_addf(&b[3],
+                "CREATE TRIGGER jm_log_del AFTER DELETE ON %s REFERENCING OLD TABLE AS jm_old"
+                " FOR EACH STATEMENT EXECUTE FUNCTION %s.%s()",
+                qt, schema, fn);
+    /* the backfill: ids the log has from another table get a fresh rev */
+    db_str_addf(&b[4], "DELETE FROM job_changes WHERE id IN (SELECT CAST(%s AS TEXT) FROM %s)", qi, qt);
+    db_str_addf(&b[5],
+                "INSERT INTO job_changes(id, deleted) SELECT CAST(%1$s AS TEXT), false FROM %2$s"
+                " WHERE %1$s IS NOT NULL ORDER BY %1$s ON CONFLICT (id) DO NOTHING",
+                qi, qt);
+    for (int i = 0; i < 6; i++) {
+        if (rc == JM_OK)
+            rc = run(d, "installing the change log", b[i].oom ? NULL : b[i].s, NULL, NULL, err);
+        db_str_free(&b[i]);
+    }
+    return rc;
+}
+
+/* The tsvector of a row of the source: each searched column weighted,
+ * columns unqualified (the same text in an index and in a query). */
+static int search_expr(const db_search *s, db_str *b, jm_err *err)
+{
+    for (int i = 0; i < s->ncols; i++) {
+        char qc[300];
+        int rc = db_quote_ident(s->col[i], qc, sizeof qc, err);
+        if (rc)
+            return rc;
+        db_str_addf(b, "%ssetweight(to_tsvector('english'::regconfig, COALESCE(CAST(%s AS TEXT), '')), '%c')",
+                    i ? " || " : "", qc, s->weight[i]);
+    }
+    return b->oom ? jm_fail(err, JM_ENOMEM, "out of memory") : JM_OK;
+}
+
+/* Drop jobmatch's triggers (the change log's when `log`) and search index
+ * from table T. */
+static int uninstall(db *d, const char *table, int log, jm_err *err)
+{
+    char qt[300], ix[300], fn[300], sql[1024];
+    int rc, have = 0;
+    if ((rc = db_quote_ident(table, qt, sizeof qt, err)) ||
+        (rc = pg_objname(ix, sizeof ix, "jm_search_", table, err)) ||
+        (rc = pg_objname(fn, sizeof fn, "jm_log_", table, err)))
+        return rc;
+    snprintf(sql, sizeof sql, "DROP INDEX IF EXISTS %s", ix);
+    if ((rc = run(d, "removing a search index", sql, NULL, NULL, err)) || !log)
+        return rc;
+    if ((rc = pg_exists(d, "SELECT count(*) FROM pg_catalog.pg_class WHERE oid = pg_catalog.to_regclass(pg_catalog.quote_ident($1))",
+                        table, &have, err)))
+        return rc;
+    static const char *const trig[] = {"jm_log_ins", "jm_log_upd", "jm_log_del"};
+    for (int i = 0; rc == JM_OK && have && i < 3; i++) {
+        snprintf(sql, sizeof sql, "DROP TRIGGER IF EXISTS %s ON %s", trig[i], qt);
+        rc = run(d, "removing the change log", sql, NULL, NULL, err);
+    }
+    char schema[300];
+    if (rc == JM_OK && (rc = changes_schema(d, schema, sizeof schema, err)) == JM_OK) {
+        snprintf(sql, sizeof sql, "DROP FUNCTION IF EXISTS %s.%s()", schema, fn);
+        rc = run(d, "removing the change log", sql, NULL, NULL, err);
+    }
+    return rc;
+}
+
+/* Keyword search on an attached table: a GIN index on the tsvector
+ * expression when PostgreSQL accepts one (every column's cast to text must
+ * be immutable: not so for timestamptz, for one), else the search scans the
+ * table. Recorded in meta as search_spec. */
+static int install_search(db *d, const db_source *src, jm_err *err)
+{
+    db_search s;
+    char qt[300], ix[300];
+    int rc;
+    if ((rc = db_search_of(src, &s, err)) || (rc = uninstall(d, src->table, 0, err)) ||
+        (rc = db_quote_ident(src->table, qt, sizeof qt, err)) ||
+        (rc = pg_objname(ix, sizeof ix, "jm_search_", src->table, err)))
+        return rc;
+    db_str e = {0}, sql = {0};
+    if ((rc = search_expr(&s, &e, err)) == JM_OK)
+        db_str_addf(&sql, "CREATE INDEX %s ON %s USING gin ((%s))", ix, qt, e.s);
+    if (rc == JM_OK && sql.oom)
+        rc = jm_fail(err, JM_ENOMEM, "out of memory");
+    if (rc == JM_OK && (rc = run(d, "indexing for keyword search", "SAVEPOINT jm_search", NULL, NULL, err)) == JM_OK) {
+        jm_err ignored;
+        if (run(d, "indexing for keyword search", sql.s, NULL, NULL, &ignored))
+            rc = run(d, "indexing for keyword search", "ROLLBACK TO SAVEPOINT jm_search", NULL, NULL, err);
+        if (rc == JM_OK)
+            rc = run(d, "indexing for keyword search", "RELEASE SAVEPOINT jm_search", NULL, NULL, err);
+    }
+    if (rc == JM_OK)
+        rc = pg_meta_set(d, "search_spec", s.spec, err);
+    db_str_free(&e);
+    db_str_free(&sql);
+    return rc;
+}
+
+static int migrate2(db *d, jm_err *err)
+{
+    static const db_source own = {.table = "jobs", .id_col = "id"};
+    db_search s;
+    db_str e = {0}, sql = {0};
+    int rc;
+    if ((rc = run(d, "migrating",
+                  "CREATE TABLE IF NOT EXISTS job_changes ("
+                  " rev BIGSERIAL PRIMARY KEY, id TEXT NOT NULL UNIQUE, deleted BOOLEAN NOT NULL)",
+                  NULL, NULL, err)) ||
+        (rc = install_log(d, "jobs", "id", err)) || (rc = db_search_of(&own, &s, err)) ||
+        (rc = search_expr(&s, &e, err)))
+        goto out;
+    /* a stored generated column: kept up to date by the server itself */
+    db_str_addf(&sql, "ALTER TABLE jobs ADD COLUMN IF NOT EXISTS search_vector tsvector GENERATED ALWAYS AS (%s) STORED",
+                e.s);
+    if ((rc = run(d, "migrating", sql.oom ? NULL : sql.s, NULL, NULL, err)) ||
+        (rc = run(d, "migrating", "CREATE INDEX IF NOT EXISTS jobs_search_idx ON jobs USING gin (search_vector)", NULL,
+                  NULL, err)))
+        goto out;
+    /* A table attached under version 1 gets the same, if it still can (see
+     * db_sqlite.c): attach again to set it up otherwise. */
+    db_source src;
+    if ((rc = db_source_get(d, &src, err)) || !src.attached)
+        goto out;
+    if ((rc = run(d, "migrating", "SAVEPOINT jm_attached", NULL, NULL, err)))
+        goto out;
+    jm_err ignored;
+    if (install_log(d, src.table, src.id_col, &ignored) || install_search(d, &src, &ignored))
+        rc = run(d, "migrating", "ROLLBACK TO SAVEPOINT jm_attached", NULL, NULL, err);
+    if (rc == JM_OK)
+        rc = run(d, "migrating", "RELEASE SAVEPOINT jm_attached", NULL, NULL, err);
+out:
+    db_str_free(&e);
+    db_str_free(&sql);
+    return rc;
+}
+
+static int pg_install_source(db *d, const db_source *src, const db_source *prev, jm_err *err)
+{
+    int rc = tx_begin(d, "attaching", err);
+    if (rc)
+        return rc;
+    /* another table, or the same with another id column: start afresh */
+    if (prev && prev->attached && (strcmp(prev->table, src->table) || strcmp(prev->id_col, src->id_col)))
+        rc = uninstall(d, prev->table, 1, err);
+    if (rc == JM_OK)
+        rc = install_log(d, src->table, src->id_col, err);
+    /* the search index is rebuilt when the searched columns changed or it
+     * is missing (PostgreSQL may have refused it: then this tries again) */
+    db_search s;
+    char *spec = NULL, ix[300];
+    int have = 0;
+    if (rc == JM_OK && (rc = db_search_of(src, &s, err)) == JM_OK &&
+        (rc = pg_objname(ix, sizeof ix, "jm_search_", src->table, err)) == JM_OK &&
+        (rc = pg_exists(d, "SELECT count(*) FROM pg_catalog.pg_class WHERE oid = pg_catalog.to_regclass($1)", ix,
+                        &have, err)) == JM_OK &&
+        (rc = pg_meta_get(d, "search_spec", &spec, err)) == JM_OK && !(have && spec && !strcmp(spec, s.spec)))
+        rc = install_search(d, src, err);
+    free(spec);
+    if (rc == JM_OK)
+        rc = tx_commit(d, "attaching", err);
+    if (rc)
+        pg_abort(d);
+    return rc;
+}
+
+/* ---------- reading back ---------- */
+
+/* Columns of every read-back query, in this order (pg_row decodes them);
+ * results come in binary form: bytea as its bytes, numbers big-endian. */
+enum { C_ID, C_TITLE, C_COMPANY, C_LOCATION, C_REMOTE, C_SMIN, C_SMAX, C_CURRENCY, C_EMP, C_SEN, C_DESC,
+       C_SKILLS, C_POSTED, C_EMB, C_REV, C_PRESENT, C_NCOLS };
+
+#define OID_BOOL 16
+#define OID_BYTEA 17
+#define OID_INT8 20
+#define OID_FLOAT8 701
+
+static uint64_t be64(const char *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | (unsigned char)p[i];
+    return v;
+}
+
+static const char *bin_text(const PGresult *r, int row, int col)
+{
+    return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);
+}
+
+static int64_t bin_i8(const PGresult *r, int row, int col)
+{
+    return PQgetisnull(r, row, col) || PQgetlength(r, row, col) != 8 ? 0 : (int64_t)be64(PQgetvalue(r, row, col));
+}
+
+static double bin_f8(const PGresult *r, int row, int col)
+{
+    if (PQgetisnull(r, row, col) || PQgetlength(r, row, col) != 8)
+        return NAN;
+    uint64_t u = be64(PQgetvalue(r, row, col));
+    double v;
+    memcpy(&v, &u, 8);
+    return v;
+}
+
+static int bin_bool(const PGresult *r, int row, int col)
+{
+    return PQgetisnull(r, row, col) ? -1 : PQgetvalue(r, row, col)[0] != 0;
+}
+
+/* The result has the read-back columns with the types pg_row expects. */
+static int check_types(db *d, const PGresult *r, jm_err *err)
+{
+    static const struct {
+        int col;
+        Oid type;
+    } want[] = {{C_REMOTE, OID_BOOL}, {C_SMIN, OID_FLOAT8}, {C_SMAX, OID_FLOAT8},
+                {C_EMB, OID_BYTEA},   {C_REV, OID_INT8},    {C_PRESENT, OID_BOOL}};
+    if (PQnfields(r) != C_NCOLS)
+        return jm_fail(err, JM_EFORMAT, "%s: read-back query has %d columns", d->display_url, PQnfields(r));
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        if (PQftype(r, want[i].col) != want[i].type)
+            return jm_fail(err, JM_EFORMAT, "%s: column %d of a read-back query has type %u", d->display_url,
+                           want[i].col, (unsigned)PQftype(r, want[i].col));
+    return JM_OK;
+}
+
+static int pg_row(const PGresult *r, int i, int changes, db_row_fn fn, void *ctx)
+{
+    db_row row;
+    memset(&row, 0, sizeof row);
+    db_job_init(&row.job);
+    row.job.id = (char *)bin_text(r, i, C_ID);
+    row.rev = bin_i8(r, i, C_REV);
+    if (changes && bin_bool(r, i, C_PRESENT) != 1) {
+        row.deleted = 1;
+        return db_row_emit(&row, NULL, fn, ctx);
+    }
+    row.job.title = (char *)bin_text(r, i, C_TITLE);
+    row.job.company = (char *)bin_text(r, i, C_COMPANY);
+    row.job.location = (char *)bin_text(r, i, C_LOCATION);
+    row.job.remote = bin_bool(r, i, C_REMOTE);
+    row.job.salary_min = bin_f8(r, i, C_SMIN);
+    row.job.salary_max = bin_f8(r, i, C_SMAX);
+    row.job.currency = (char *)bin_text(r, i, C_CURRENCY);
+    row.job.employment_type = (char *)bin_text(r, i, C_EMP);
+    row.job.seniority = (char *)bin_text(r, i, C_SEN);
+    row.job.description = (char *)bin_text(r, i, C_DESC);
+    row.job.posted_at = (char *)bin_text(r, i, C_POSTED);
+    if (!PQgetisnull(r, i, C_EMB) && PQgetlength(r, i, C_EMB) > 0) {
+        row.emb = (const unsigned char *)PQgetvalue(r, i, C_EMB);
+        row.emb_len = (size_t)PQgetlength(r, i, C_EMB);
+    }
+    return db_row_emit(&row, bin_text(r, i, C_SKILLS), fn, ctx);
+}
+
+/* How a change-log id (text) meets the source's id column: directly for a
+ * text-like column; cast to the column's type otherwise, which uses its
+ * index but fails on an id that is not of that type (an entry the log has
+ * from another table): then, as text. */
+typedef enum { JOIN_TEXTLIKE, JOIN_CAST, JOIN_AS_TEXT } join_kind;
+
+static int id_join(db *d, join_kind *k, const char **idt, jm_err *err)
+{
+    int rc = id_type(d, idt, err);
+    if (rc)
+        return rc;
+    *k = !strcmp(*idt, "text") || !strncmp(*idt, "character", 9) ? JOIN_TEXTLIKE : JOIN_CAST;
+    return JM_OK;
+}
+
+/* "t.I = <logid>" for the join kind. */
+static void id_eq(db_str *b, join_kind k, const char *qi, const char *logid, const char *idt)
+{
+    if (k == JOIN_TEXTLIKE)
+        db_str_addf(b, "t.%s = %s", qi, logid);
+    else if (k == JOIN_CAST)
+        db_str_addf(b, "t.%s = CAST(%s AS %s)", qi, logid, idt);
+    else
+        db_str_addf(b, "CAST(t.%s AS TEXT) = %s", qi, logid);
+}
+
+/* A data exception (SQLSTATE class 22: an id that does not cast), outside
+ * any transaction of the caller's: worth trying again as text. */
+static int cast_failed(db *d) { return !strncmp(((pg *)d->impl)->sqlstate, "22", 2) && !in_tx(d); }
+
+/* Append the columns C_TITLE .. C_EMB of the source row aliased t to b.
+ * Parameters go to a: the model id (when with_emb) and the template's
+ * literals (when the text is needed). */
+static int row_cols_sql(db *d, int with_emb, const char *model_id, pg_args *a, db_str *b, jm_err *err)
+{
+    int rc = JM_OK, pm = with_emb ? arg_text(a, model_id) : 0;
+    db_str text = {0};
+    if ((with_emb || d->src.attached) && (rc = text_sql(d, a, &text, err))) {
+        db_str_free(&text);
+        return rc;
+    }
+    if (!d->src.attached) {
+        db_str_add(b, "t.title, t.company, t.location, t.remote, t.salary_min, t.salary_max, t.currency,"
+                      " t.employment_type, t.seniority, t.description, t.skills, t.posted_at");
+    } else {
+        db_piece *p = NULL;
+        int np = 0;
+        char first[300] = "", qs[300] = "";
+        if ((rc = db_template_parse(d->src.template_, &p, &np, err)) == JM_OK) {
+            for (int i = 0; i < np && !first[0] && rc == JM_OK; i++)
+                if (p[i].is_col)
+                    rc = db_quote_ident(p[i].text, first, sizeof first, err);
+            db_pieces_free(p, np);
+        }
+        if (rc == JM_OK && d->src.skills_col[0])
+            rc = db_quote_ident(d->src.skills_col, qs, sizeof qs, err);
+        if (rc == JM_OK) {
+            if (first[0])
+                db_str_addf(b, "CAST(t.%s AS TEXT)", first);
+            else
+                db_str_add(b, "CAST(NULL AS TEXT)");
+            db_str_add(b, ", CAST(NULL AS TEXT), CAST(NULL AS TEXT), CAST(NULL AS BOOLEAN),"
+                          " CAST(NULL AS DOUBLE PRECISION), CAST(NULL AS DOUBLE PRECISION), CAST(NULL AS TEXT),"
+                          " CAST(NULL AS TEXT), CAST(NULL AS TEXT), ");
+            db_str_addf(b, "%s, ", text.s ? text.s : "''");
+            if (qs[0])
+                db_str_addf(b, "CAST(t.%s AS TEXT)", qs);
+            else
+                db_str_add(b, "CAST(NULL AS TEXT)");
+            db_str_add(b, ", CAST(NULL AS TEXT)");
+        }
+    }
+    /* the claim's condition, negated: present, made by the model, and the
+     * hash of the current text */
+    if (with_emb)
+        db_str_addf(b,
+                    ", CASE WHEN NOT (t.embedding IS NULL OR t.embedding_model IS DISTINCT FROM $%d"
+                    " OR t.text_hash IS DISTINCT FROM " HASH_OPEN "%s" HASH_CLOSE ") THEN t.embedding END",
+                    pm, text.s ? text.s : "''");
+    else
+        db_str_add(b, ", CAST(NULL AS BYTEA)");
+    if (rc == JM_OK && (b->oom || text.oom))
+        rc = jm_fail(err, JM_ENOMEM, "out of memory");
+    db_str_free(&text);
+    return rc;
+}
+
+/* Replace parameter k (1-based) of a with s. */
+static int arg_set(pg_args *a, int k, const char *s)
+{
+    char *c = strdup(s);
+    if (!c) {
+        a->oom = 1;
+        return 0;
+    }
+    free(a->v[k - 1]);
+    a->v[k - 1] = c;
+    a->len[k - 1] = (int)strlen(c);
+    return k;
+}
+
+/* Run one page (binary results) and hand its rows to fn. *n is the number of
+ * rows; *last (malloc'd) the cursor column's value of the last row. */
+static int run_page(db *d, const char *what, const char *sql, const pg_args *a, int changes, int cursor_col,
+                    db_row_fn fn, void *ctx, int *n, char **last, jm_err *err)
+{
+    PGresult *r;
+    *n = 0;
+    int rc = run_fmt(d, what, sql, a, 1, &r, err);
+    if (rc)
+        return rc;
+    if ((rc = check_types(d, r, err)) == JM_OK) {
+        *n = PQntuples(r);
+        for (int i = 0; rc == JM_OK && i < *n; i++)
+            rc = pg_row(r, i, changes, fn, ctx);
+        if (rc == JM_OK && *n > 0 && last) {
+            free(*last);
+            if (cursor_col == C_REV) {
+                char buf[32];
+                snprintf(buf, sizeof buf, "%lld", (long long)bin_i8(r, *n - 1, C_REV));
+                *last = strdup(buf);
+            } else {
+                *last = strdup(PQgetisnull(r, *n - 1, cursor_col) ? "" : PQgetvalue(r, *n - 1, cursor_col));
+            }
+            if (!*last)
+                rc = jm_fail(err, JM_ENOMEM, "out of memory");
+        }
+    }
+    PQclear(r);
+    return rc;
+}
+
+/* Keyset pages of DB_PAGE_ROWS in id order: the memory of a scan does not
+ * grow with the table, and fn may use the connection between pages. */
+static int pg_scan_jobs(db *d, const char *model_id, int with_embedding, db_row_fn fn, void *ctx, jm_err *err)
+{
+    char qt[300], qi[300];
+    int rc = source_idents(d, qt, qi, err);
+    if (rc)
+        return rc;
+    pg_args a = {0};
+    db_str cols = {0}, sql1 = {0}, sqln = {0};
+    char *last = NULL;
+    if ((rc = row_cols_sql(d, with_embedding, model_id, &a, &cols, err)))
+        goto out;
+    int pc = arg_text(&a, ""); /* the cursor: the last id of the previous page */
+    /* rev by a lookup per row: a join would tempt the planner into merging
+     * with the whole change log for every page */
+    const char *from = ", COALESCE((SELECT c.rev FROM job_changes AS c WHERE c.id = CAST(t.%2$s AS TEXT)), 0),"
+                       " true FROM %1$s AS t";
+    db_str_addf(&sql1, "SELECT CAST(t.%s AS TEXT), %s", qi, cols.s);
+    db_str_addf(&sql1, from, qt, qi);
+    /* a row without an id is no job (and would break the cursor) */
+    db_str_addf(&sql1, " WHERE t.%s IS NOT NULL ORDER BY t.%s LIMIT %d", qi, qi, DB_PAGE_ROWS);
+    db_str_addf(&sqln, "SELECT CAST(t.%s AS TEXT), %s", qi, cols.s);
+    db_str_addf(&sqln, from, qt, qi);
+    db_str_addf(&sqln, " WHERE t.%s > $%d ORDER BY t.%s LIMIT %d", qi, pc, qi, DB_PAGE_ROWS);
+    if (sql1.oom || sqln.oom || a.oom) {
+        rc = jm_fail(err, JM_ENOMEM, "out of memory");
+        goto out;
+    }
+    pg_args first = a; /* page 1 has no cursor: without the last parameter */
+    first.n = pc - 1;
+    int n = 0;
+    for (int page = 0; rc == JM_OK && (page == 0 || n == DB_PAGE_ROWS); page++) {
+        if (page && !arg_set(&a, pc, last)) {
+            rc = jm_fail(err, JM_ENOMEM, "out of memory");
+            break;
+        }
+        rc = run_page(d, "scanning jobs", page ? sqln.s : sql1.s, page ? &a : &first, 0, C_ID, fn, ctx, &n, &last,
+                      err);
+    }
+out:
+    free(last);
+    args_free(&a);
+    db_str_free(&cols);
+    db_str_free(&sql1);
+    db_str_free(&sqln);
+    return rc;
+}
+
+/* The change log in rev order, in pages of DB_PAGE_ROWS up to *now (the
+ * largest rev visible when the call starts). */
+static int pg_changes(db *d, const char *model_id, int64_t since, db_row_fn fn, void *ctx, int64_t *now, jm_err *err)
+{
+    char qt[300], qi[300];
+    const char *idt = NULL;
+    join_kind jk;
+    PGresult *r;
+    int rc = source_idents(d, qt, qi, err);
+    if (rc || (rc = id_join(d, &jk, &idt, err)) ||
+        (rc = run(d, "reading the change counter", "SELECT COALESCE(max(rev), 0) FROM job_changes", NULL, &r, err)))
+        return rc;
+    parse_count(r, 0, 0, now);
+    PQclear(r);
+    if (*now <= since)
+        return JM_OK;
+    pg_args a = {0};
+    db_str cols = {0}, sql = {0};
+    char *last = NULL, buf[32];
+    if ((rc = row_cols_sql(d, model_id != NULL, model_id, &a, &cols, err)))
+        goto out;
+    snprintf(buf, sizeof buf, "%lld", (long long)since);
+    int ps = arg_text(&a, buf);
+    snprintf(buf, sizeof buf, "%lld", (long long)*now);
+    int pn = arg_text(&a, buf);
+    int n = 0;
+    for (int page = 0; rc == JM_OK && (page == 0 || n == DB_PAGE_ROWS);) {
+        sql.len = 0;
+        if (sql.s)
+            sql.s[0] = 0;
+        /* the page of the log first, then its rows: joined the other way,
+         * the planner may read the whole table for each page */
+        db_str_addf(&sql,
+                    "SELECT c.id, %s, c.rev, t.%s IS NOT NULL FROM (SELECT rev, id FROM job_changes"
+                    " WHERE rev > CAST($%d AS BIGINT) AND rev <= CAST($%d AS BIGINT) ORDER BY rev LIMIT %d) AS c"
+                    " LEFT JOIN %s AS t ON ",
+                    cols.s, qi, ps, pn, DB_PAGE_ROWS, qt);
+        id_eq(&sql, jk, qi, "c.id", idt);
+        db_str_add(&sql, " ORDER BY c.rev");
+        if (sql.oom || a.oom || cols.oom) {
+            rc = jm_fail(err, JM_ENOMEM, "out of memory");
+            break;
+        }
+        rc = run_page(d, "reading changes", sql.s, &a, 1, C_REV, fn, ctx, &n, &last, err);
+        if (rc && jk == JOIN_CAST && cast_failed(d)) {
+            jk = JOIN_AS_TEXT;
+            rc = JM_OK;
+            continue; /* the same page again */
+        }
+        if (rc == JM_OK && n == DB_PAGE_ROWS && !arg_set(&a, ps, last))
+            rc = jm_fail(err, JM_ENOMEM, "out of memory");
+        page++;
+    }
+out:
+    free(last);
+    args_free(&a);
+    db_str_free(&cols);
+    db_str_free(&sql);
+    return rc;
+}
+
+static int pg_get_job(db *d, const char *id, db_row_fn fn, void *ctx, jm_err *err)
+{
+    char qt[300], qi[300];
+    int rc = source_idents(d, qt, qi, err);
+    if (rc)
+        return rc;
+    pg_args a = {0};
+    db_str cols = {0}, sql = {0};
+    if ((rc = row_cols_sql(d, 0, NULL, &a, &cols, err)) == JM_OK) {
+        db_str_addf(&sql,
+                    "SELECT CAST(t.%2$s AS TEXT), %3$s,"
+                    " COALESCE((SELECT c.rev FROM job_changes AS c WHERE c.id = CAST(t.%2$s AS TEXT)), 0), true"
+                    " FROM %1$s AS t WHERE t.%2$s = $%4$d LIMIT 1",
+                    qt, qi, cols.s, arg_text(&a, id));
+        int n;
+        rc = run_page(d, "reading a job", sql.oom || cols.oom ? NULL : sql.s, &a, 0, C_ID, fn, ctx, &n, NULL, err);
+        if (rc && bad_id_syntax(d) && !in_tx(d))
+            rc = JM_OK; /* "abc" for an integer id column: no such job */
+    }
+    args_free(&a);
+    db_str_free(&cols);
+    db_str_free(&sql);
+    return rc;
+}
+
+/* One statement for all ids: they travel as one text[] parameter and come
+ * back with their position, so repeated ids are all filled. */
+static int pg_get_embeddings(db *d, const char *model_id, const char *const *ids, int n, float *out, int dim,
+                             int *found, jm_err *err)
+{
+    char qt[300], qi[300];
+    const char *idt = NULL;
+    join_kind jk;
+    int rc = source_idents(d, qt, qi, err);
+    if (rc || (rc = id_join(d, &jk, &idt, err)))
+        return rc;
+    pg_args a = {0};
+    db_str text = {0}, sql = {0};
+    int pm = arg_text(&a, model_id);
+    if ((rc = text_sql(d, &a, &text, err)))
+        goto out;
+    int pids = arg_text_array(&a, (char *const *)ids, n);
+    for (;;) {
+        sql.len = 0;
+        if (sql.s)
+            sql.s[0] = 0;
+        db_str_addf(&sql,
+                    "SELECT u.jm_ord, t.embedding FROM unnest(CAST($%d AS TEXT[])) WITH ORDINALITY AS u(jm_id, jm_ord)"
+                    " JOIN %s AS t ON ",
+                    pids, qt);
+        id_eq(&sql, jk, qi, "u.jm_id", idt);
+        db_str_addf(&sql,
+                    " WHERE NOT (t.embedding IS NULL OR t.embedding_model IS DISTINCT FROM $%d"
+                    " OR t.text_hash IS DISTINCT FROM " HASH_OPEN "%s" HASH_CLOSE ")",
+                    pm, text.s ? text.s : "''");
+        PGresult *r;
+        rc = run_fmt(d, "reading embeddings", sql.oom || text.oom ? NULL : sql.s, &a, 1, &r, err);
+        if (rc && jk == JOIN_CAST && cast_failed(d)) {
+            jk = JOIN_AS_TEXT;
+            continue;
+        }
+        if (rc)
+            break;
+        for (int k = 0; rc == JM_OK && k < PQntuples(r); k++) {
+            int64_t i = bin_i8(r, k, 0) - 1;
+            if (i < 0 || i >= n || PQgetisnull(r, k, 1))
+                continue;
+            if (PQgetlength(r, k, 1) != dim * 4)
+                rc = jm_fail(err, JM_EFORMAT, "embedding of job %s has %d bytes, not %d float32 values", ids[i],
+                             PQgetlength(r, k, 1), dim);
+            else {
+                db_vec_from_le((const unsigned char *)PQgetvalue(r, k, 1), dim, out + (size_t)i * (size_t)dim);
+                found[i] = 1;
+            }
+        }
+        PQclear(r);
+        break;
+    }
+out:
+    args_free(&a);
+    db_str_free(&text);
+    db_str_free(&sql);
+    return rc;
+}
+
+static int pg_scan_skills(db *d, const char *model_id, db_skill_fn fn, void *ctx, jm_err *err)
+{
+    pg_args a = {0};
+    arg_text(&a, model_id);
+    int pc = arg_text(&a, "");
+    pg_args first = a;
+    first.n = pc - 1;
+    char *last = NULL;
+    int rc = JM_OK, n = DB_PAGE_ROWS;
+    for (int page = 0; rc == JM_OK && n == DB_PAGE_ROWS; page++) {
+        if (page && !arg_set(&a, pc, last)) {
+            rc = jm_fail(err, JM_ENOMEM, "out of memory");
+            break;
+        }
+        PGresult *r;
+        rc = run_fmt(d, "reading skills",
+                     page ? "SELECT name, COALESCE(display, name), CASE WHEN embedding_model = $1 THEN embedding END"
+                            " FROM skills WHERE name > $2 ORDER BY name LIMIT 2000"
+                          : "SELECT name, COALESCE(display, name), CASE WHEN embedding_model = $1 THEN embedding END"
+                            " FROM skills ORDER BY name LIMIT 2000",
+                     page ? &a : &first, 1, &r, err);
+        if (rc)
+            break;
+        n = PQntuples(r);
+        for (int i = 0; rc == JM_OK && i < n; i++) {
+            int len = PQgetisnull(r, i, 2) ? 0 : PQgetlength(r, i, 2);
+            rc = fn(ctx, bin_text(r, i, 0), bin_text(r, i, 1),
+                    len ? (const unsigned char *)PQgetvalue(r, i, 2) : NULL, (size_t)len);
+        }
+        if (rc == JM_OK && n > 0) {
+            free(last);
+            if (!(last = strdup(PQgetvalue(r, n - 1, 0))))
+                rc = jm_fail(err, JM_ENOMEM, "out of memory");
+        }
+        PQclear(r);
+    }
+    free(last);
+    args_free(&a);
+    return rc;
+}
+
+/* Each term a phrase (phraseto_tsquery: its words in order, stemmed, stop
+ * words dropped), OR'd with ||; every term is a parameter. */
+static int pg_keyword_search(db *d, const char *const *terms, int n, int limit, db_hit **out, int *nout, jm_err *err)
+{
+    char qt[300], qi[300];
+    int rc = source_idents(d, qt, qi, err);
+    if (rc)
+        return rc;
+    pg_args a = {0};
+    db_str q = {0}, vec = {0}, sql = {0};
+    char lim[16];
+    snprintf(lim, sizeof lim, "%d", limit);
+    int pl = arg_text(&a, lim);
+    db_str_add(&q, "(");
+    for (int i = 0; i < n; i++)
+        db_str_addf(&q, "%sphraseto_tsquery('english'::regconfig, $%d)", i ? " || " : "", arg_text(&a, terms[i]));
+    db_str_add(&q, ")");
+    if (!d->src.attached) {
+        db_str_add(&vec, "t.search_vector");
+    } else {
+        db_search s;
+        if ((rc = db_search_of(&d->src, &s, err)) || (rc = search_expr(&s, &vec, err)))
+            goto out;
+    }
+    /* GREATEST: a match scores > 0, as the contract says, whatever the
+     * ranking makes of it */
+    db_str_addf(&sql,
+                "SELECT CAST(t.%1$s AS TEXT), CAST(GREATEST(ts_rank_cd(%2$s, %3$s), 1e-9) AS DOUBLE PRECISION) AS jm_score"
+                " FROM %4$s AS t WHERE %2$s @@ %3$s ORDER BY jm_score DESC, 1 LIMIT CAST($%5$d AS INTEGER)",
+                qi, vec.s, q.s, qt, pl);
+    if (q.oom || vec.oom || sql.oom || a.oom) {
+        rc = jm_fail(err, JM_ENOMEM, "out of memory");
+        goto out;
+    }
+    PGresult *r;
+    if ((rc = run(d, "keyword search", sql.s, &a, &r, err)))
+        goto out;
+    int k = PQntuples(r);
+    db_hit *hits = k ? calloc((size_t)k, sizeof(db_hit)) : NULL;
+    if (k && !hits)
+        rc = jm_fail(err, JM_ENOMEM, "out of memory");
+    for (int i = 0; rc == JM_OK && i < k; i++) {
+        hits[i].id = strdup(PQgetvalue(r, i, 0));
+        hits[i].score = strtod(PQgetvalue(r, i, 1), NULL);
+        if (!hits[i].id)
+            rc = jm_fail(err, JM_ENOMEM, "out of memory");
+    }
+    PQclear(r);
+    if (rc)
+        db_hits_free(hits, k);
+    else {
+        *out = hits;
+        *nout = k;
+    }
+out:
+    args_free(&a);
+    db_str_free(&q);
+    db_str_free(&vec);
+    db_str_free(&sql);
+    return rc;
+}
+
 static const db_ops pg_ops = {
     .close = pg_close,
     .migrate = pg_migrate,
@@ -1060,6 +1866,13 @@ static const db_ops pg_ops = {
     .get_embedding = pg_get_embedding,
     .abort = pg_abort,
     .size = pg_size,
+    .scan_jobs = pg_scan_jobs,
+    .changes = pg_changes,
+    .get_job = pg_get_job,
+    .get_embeddings = pg_get_embeddings,
+    .scan_skills = pg_scan_skills,
+    .keyword_search = pg_keyword_search,
+    .install_source = pg_install_source,
 };
 
 /* The password as written in a URL (between "user:" and "@"), into buf. */
@@ -1118,8 +1931,8 @@ int db_pg_open(db *d, const char *conninfo, jm_err *err)
         return jm_fail(err, JM_EIO, "%s: cannot connect: %s", d->display_url, msg);
     }
     PQsetNoticeProcessor(p->c, quiet_notice, NULL);
-    if (PQserverVersion(p->c) < 110000)
-        return jm_fail(err, JM_EIO, "%s: PostgreSQL %d.%d is too old (11 or newer needed, for sha256())",
+    if (PQserverVersion(p->c) < 120000)
+        return jm_fail(err, JM_EIO, "%s: PostgreSQL %d.%d is too old (12 or newer needed, for sha256() and generated columns)",
                        d->display_url, PQserverVersion(p->c) / 10000, PQserverVersion(p->c) / 100 % 100);
     return JM_OK;
 }

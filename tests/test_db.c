@@ -317,19 +317,20 @@ static void test_open_migrate(const char *url, raw *r)
     CHECK(db_migrate(d, &err) == JM_OK, "[%s] migrate again: %s", kind, err.msg);
     CHECK(db_migrate(d, &err) == JM_OK, "[%s] migrate a third time: %s", kind, err.msg);
     v = -1;
-    CHECK(db_schema_version(d, &v, &err) == JM_OK && v == 1, "[%s] schema version after rerun %d", kind, v);
+    CHECK(db_schema_version(d, &v, &err) == JM_OK && v == DB_SCHEMA_VERSION, "[%s] schema version after rerun %d",
+          kind, v);
     CHECK(db_ping(d, &err) == JM_OK, "[%s] ping: %s", kind, err.msg);
     int64_t size = 0;
     CHECK(db_size(d, &size, &err) == JM_OK && size > 0, "[%s] size %lld: %s", kind, (long long)size, err.msg);
     db_close(d);
 
-    /* reopening migrates again: still one schema_version row, still 1 */
+    /* reopening migrates again: still one schema_version row, still 2 */
     d = NULL;
     rc = db_open(url, &d, &err);
     CHECK(rc == JM_OK, "[%s] reopen: %s", kind, err.msg);
     db_close(d);
     char *s = raw_rows(r, "SELECT value FROM meta WHERE key = 'schema_version'", NULL);
-    CHECK(s && !strcmp(s, "1\n"), "[%s] meta schema_version rows: %s", kind, s ? s : "(error)");
+    CHECK(s && !strcmp(s, "2\n"), "[%s] meta schema_version rows: %s", kind, s ? s : "(error)");
     free(s);
     s = raw_rows(r, "SELECT count(*) FROM jobs", NULL);
     CHECK(s && !strcmp(s, "0\n"), "[%s] jobs table empty: %s", kind, s ? s : "(error)");
@@ -735,6 +736,690 @@ static void test_odd_ids_and_volume(db *d, raw *r)
     CHECK(db_delete_job(d, "we\"ird\\id", &found, &err) == JM_OK && found == 1, "[%s] delete odd id", kind);
 }
 
+/* ---------- reading back: rows collected from the callbacks ---------- */
+
+typedef struct got_row {
+    char *id, *title, *company, *desc, *posted, *skill0;
+    int remote, deleted, nskills, req0, req1;
+    double smin, smax;
+    int64_t rev;
+    unsigned char *emb;
+    size_t emb_len;
+} got_row;
+
+typedef struct rows {
+    got_row *r;
+    int n, cap;
+    int stop_after; /* > 0: return 7 from the callback after this many rows */
+} rows;
+
+static int collect(void *ctx, const db_row *row)
+{
+    rows *s = ctx;
+    if (s->n == s->cap) {
+        s->cap = s->cap ? s->cap * 2 : 64;
+        s->r = realloc(s->r, sizeof(got_row) * (size_t)s->cap);
+    }
+    got_row *g = &s->r[s->n++];
+    memset(g, 0, sizeof *g);
+    const db_job *j = &row->job;
+    g->id = xstrdup(j->id);
+    g->title = xstrdup(j->title);
+    g->company = xstrdup(j->company);
+    g->desc = xstrdup(j->description);
+    g->posted = xstrdup(j->posted_at);
+    g->remote = j->remote;
+    g->smin = j->salary_min;
+    g->smax = j->salary_max;
+    g->nskills = j->nskills;
+    if (j->nskills > 0) {
+        g->skill0 = xstrdup(j->skills[0].name);
+        g->req0 = j->skills[0].required;
+    }
+    if (j->nskills > 1)
+        g->req1 = j->skills[1].required;
+    g->deleted = row->deleted;
+    g->rev = row->rev;
+    if (row->emb) {
+        g->emb = malloc(row->emb_len ? row->emb_len : 1);
+        memcpy(g->emb, row->emb, row->emb_len);
+        g->emb_len = row->emb_len;
+    }
+    return s->stop_after > 0 && s->n >= s->stop_after ? 7 : 0;
+}
+
+static void rows_free(rows *s)
+{
+    for (int i = 0; i < s->n; i++) {
+        got_row *g = &s->r[i];
+        free(g->id);
+        free(g->title);
+        free(g->company);
+        free(g->desc);
+        free(g->posted);
+        free(g->skill0);
+        free(g->emb);
+    }
+    free(s->r);
+    memset(s, 0, sizeof *s);
+}
+
+static got_row *rows_find(rows *s, const char *id)
+{
+    for (int i = 0; i < s->n; i++)
+        if (s->r[i].id && !strcmp(s->r[i].id, id))
+            return &s->r[i];
+    return NULL;
+}
+
+/* db_changes into a fresh rows; returns the rc and sets *now. */
+static int changes_since(db *d, const char *model, int64_t since, rows *out, int64_t *now)
+{
+    jm_err err = {0};
+    rows_free(out);
+    int rc = db_changes(d, model, since, collect, out, now, &err);
+    if (rc)
+        fprintf(stderr, "changes: %s\n", err.msg);
+    return rc;
+}
+
+static int revs_increasing(const rows *s)
+{
+    for (int i = 1; i < s->n; i++)
+        if (s->r[i].rev <= s->r[i - 1].rev)
+            return 0;
+    return 1;
+}
+
+/* The stored embedding bytes of a job equal these? */
+static int emb_is_stored(raw *r, const char *table, const char *idcol, const char *id, const unsigned char *b,
+                         size_t len)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT embedding FROM %s WHERE CAST(%s AS TEXT) = $1", table, idcol);
+    long blen;
+    unsigned char *blob = raw_blob(r, sql, id, &blen);
+    int ok = blob && blen == (long)len && !memcmp(blob, b, len);
+    free(blob);
+    return ok;
+}
+
+typedef struct skill_rows {
+    int n, with_emb, emb_ok;
+    char first[64], first_display[64];
+} skill_rows;
+
+static int collect_skill(void *ctx, const char *name, const char *display, const unsigned char *emb, size_t len)
+{
+    skill_rows *s = ctx;
+    if (!s->n) {
+        snprintf(s->first, sizeof s->first, "%s", name ? name : "");
+        snprintf(s->first_display, sizeof s->first_display, "%s", display ? display : "");
+    }
+    s->n++;
+    if (emb) {
+        s->with_emb++;
+        s->emb_ok += len == DIM * 4;
+    }
+    return 0;
+}
+
+/* Keyword search; the ids of the hits joined by ',' into buf (scores checked
+ * positive and non-increasing). Returns the rc. */
+static int search(db *d, const char *const *terms, int n, int limit, char *buf, size_t cap, int *nhits)
+{
+    jm_err err = {0};
+    db_hit *h = NULL;
+    int k = -1;
+    buf[0] = 0;
+    int rc = db_keyword_search(d, terms, n, limit, &h, &k, &err);
+    if (nhits)
+        *nhits = k;
+    if (rc) {
+        snprintf(buf, cap, "(error %d: %s)", rc, err.msg);
+        return rc;
+    }
+    size_t len = 0;
+    int order_ok = 1;
+    for (int i = 0; i < k; i++) {
+        len += (size_t)snprintf(buf + len, len < cap ? cap - len : 0, "%s%s", i ? "," : "", h[i].id);
+        if (!(h[i].score > 0) || (i && h[i].score > h[i - 1].score))
+            order_ok = 0;
+    }
+    CHECK(order_ok, "[%s] scores positive, best first: %s", kind, buf);
+    db_hits_free(h, k);
+    return rc;
+}
+
+static int has_id(const char *list, const char *id)
+{
+    size_t l = strlen(id);
+    for (const char *p = list; (p = strstr(p, id)); p++)
+        if ((p == list || p[-1] == ',') && (p[l] == ',' || !p[l]))
+            return 1;
+    return 0;
+}
+
+/* Scan, get_job, get_embeddings and scan_skills on jobmatch's own table, as
+ * test_odd_ids_and_volume left it (everything fresh for MODEL). */
+static void test_read_back(db *d, raw *r)
+{
+    jm_err err = {0};
+    db_counts c = counts(d, MODEL);
+    rows all = {0};
+    CHECK(db_scan_jobs(d, MODEL, 1, collect, &all, &err) == JM_OK, "[%s] scan: %s", kind, err.msg);
+    CHECK(all.n == c.jobs && c.embedded == c.jobs, "[%s] scan: %d rows, %lld jobs", kind, all.n, (long long)c.jobs);
+    /* in id order, as the database orders them */
+    char *ids = raw_rows(r, "SELECT id FROM jobs ORDER BY id", NULL);
+    size_t len = 0;
+    int same = ids != NULL;
+    for (int i = 0; same && i < all.n; i++) {
+        size_t l = strlen(all.r[i].id);
+        same = !strncmp(ids + len, all.r[i].id, l) && ids[len + l] == '\n';
+        len += l + 1;
+    }
+    CHECK(same && ids && !ids[len], "[%s] scan in id order", kind);
+    free(ids);
+    int with = 0, exact = 0, revs = 0;
+    for (int i = 0; i < all.n; i++) {
+        got_row *g = &all.r[i];
+        if (g->emb) {
+            with++;
+            exact += g->emb_len == DIM * 4 && emb_is_stored(r, "jobs", "id", g->id, g->emb, g->emb_len);
+        }
+        char *rv = raw_value(r, "SELECT CAST(rev AS TEXT) FROM job_changes WHERE id = $1", g->id);
+        revs += rv && g->rev > 0 && strtoll(rv, NULL, 10) == g->rev && !g->deleted;
+        free(rv);
+    }
+    CHECK(with == all.n && exact == all.n, "[%s] every current embedding, bit-exact: %d %d of %d", kind, with, exact,
+          all.n);
+    CHECK(revs == all.n, "[%s] each row's rev is its change-log entry: %d of %d", kind, revs, all.n);
+    got_row *a = rows_find(&all, "a"), *cj = rows_find(&all, "c");
+    CHECK(a && a->title && !strcmp(a->title, "Backend Engineer") && a->company && !strcmp(a->company, "Acme") &&
+              a->remote == 1 && a->smin == 50000.5 && a->smax == 90000 && a->desc && !strcmp(a->desc, "Build APIs.") &&
+              !a->posted && a->nskills == 2 && a->skill0 && !strcmp(a->skill0, "Python") && a->req0 == 1 &&
+              a->req1 == 0,
+          "[%s] row a: %s %s %d %g %g %d", kind, a && a->title ? a->title : "-", a && a->desc ? a->desc : "-",
+          a ? a->remote : -9, a ? a->smin : 0, a ? a->smax : 0, a ? a->nskills : -1);
+    CHECK(cj && cj->remote == -1 && isnan(cj->smin) && isnan(cj->smax) && !cj->desc && cj->posted &&
+              !strcmp(cj->posted, "2026-01-02") && cj->nskills == 0,
+          "[%s] row c: unknowns stay unknown", kind);
+    rows_free(&all);
+
+    /* without vectors; for another model; a callback that stops the scan */
+    CHECK(db_scan_jobs(d, MODEL, 0, collect, &all, &err) == JM_OK && all.n == c.jobs, "[%s] scan without vectors",
+          kind);
+    with = 0;
+    for (int i = 0; i < all.n; i++)
+        with += all.r[i].emb != NULL;
+    CHECK(with == 0, "[%s] no vectors when not asked: %d", kind, with);
+    rows_free(&all);
+    db_counts c2 = counts(d, MODEL2);
+    CHECK(db_scan_jobs(d, MODEL2, 1, collect, &all, &err) == JM_OK, "[%s] scan model 2", kind);
+    with = 0;
+    for (int i = 0; i < all.n; i++)
+        with += all.r[i].emb != NULL;
+    CHECK(with == c2.embedded, "[%s] only the model's own vectors: %d vs %lld", kind, with, (long long)c2.embedded);
+    rows_free(&all);
+    all.stop_after = 3;
+    CHECK(db_scan_jobs(d, MODEL, 1, collect, &all, &err) == 7 && all.n == 3, "[%s] the callback stops the scan: %d",
+          kind, all.n);
+    rows_free(&all);
+
+    /* a text change makes the stored vector stale: no longer returned */
+    int changed;
+    upsert1(d, "a", "Backend Engineer", "Build APIs and services.", "Python,~PostgreSQL", &changed, &err);
+    CHECK(db_scan_jobs(d, MODEL, 1, collect, &all, &err) == JM_OK, "[%s] scan after a change", kind);
+    a = rows_find(&all, "a");
+    got_row *b = rows_find(&all, "b");
+    CHECK(a && !a->emb && a->desc && !strcmp(a->desc, "Build APIs and services.") && b && b->emb,
+          "[%s] stale vector dropped, others kept", kind);
+    rows_free(&all);
+
+    /* one job */
+    db_job j;
+    int found = -1;
+    CHECK(db_get_job(d, "b", &j, &found, &err) == JM_OK && found == 1 && j.id && !strcmp(j.id, "b") && j.title &&
+              !strcmp(j.title, "Senior Data Scientist") && j.nskills == 2 && !strcmp(j.skills[1].name, "SQL") &&
+              j.remote == 1 && isnan(j.salary_max),
+          "[%s] get_job b: %s", kind, err.msg);
+    db_job_clear(&j);
+    found = -1;
+    CHECK(db_get_job(d, "no-such-job", &j, &found, &err) == JM_OK && found == 0 && !j.id, "[%s] get_job missing",
+          kind);
+    db_job_clear(&j);
+    CHECK(db_get_job(d, "it's", &j, &found, &err) == JM_OK && found == 1 && j.title && !strcmp(j.title, "Odd"),
+          "[%s] get_job odd id", kind);
+    db_job_clear(&j);
+
+    /* embeddings of several jobs at once */
+    const char *want[] = {"b", "no-such-job", "a", "b", "j1", "{br,ace}"};
+    int n = 6, fnd[6];
+    float out[6 * DIM];
+    memset(out, 0x7f, sizeof out);
+    CHECK(db_get_embeddings(d, MODEL, want, n, out, DIM, fnd, &err) == JM_OK, "[%s] get_embeddings: %s", kind,
+          err.msg);
+    CHECK(fnd[0] == 1 && fnd[1] == 0 && fnd[2] == 0 && fnd[3] == 1 && fnd[4] == 1 && fnd[5] == 1,
+          "[%s] found flags %d%d%d%d%d%d", kind, fnd[0], fnd[1], fnd[2], fnd[3], fnd[4], fnd[5]);
+    int bits = 0;
+    for (int i = 0; i < n; i++) {
+        if (fnd[i]) {
+            long bl;
+            unsigned char *blob = raw_blob(r, "SELECT embedding FROM jobs WHERE id = $1", want[i], &bl);
+            float v[DIM];
+            if (blob && bl == DIM * 4)
+                db_vec_from_le(blob, DIM, v);
+            bits += blob && bl == DIM * 4 && !memcmp(v, out + i * DIM, sizeof v);
+            free(blob);
+        } else {
+            float zero[DIM] = {0};
+            bits += !memcmp(out + i * DIM, zero, sizeof zero);
+        }
+    }
+    CHECK(bits == n, "[%s] vectors bit-exact, missing rows zeroed: %d of %d", kind, bits, n);
+    CHECK(db_get_embeddings(d, MODEL2, want, n, out, DIM, fnd, &err) == JM_OK && fnd[0] == 0,
+          "[%s] another model's vectors are not found", kind);
+    CHECK(db_get_embeddings(d, MODEL, want, 0, out, DIM, fnd, &err) == JM_OK, "[%s] no ids", kind);
+    float wide[6 * (DIM + 1)];
+    CHECK(db_get_embeddings(d, MODEL, want, n, wide, DIM + 1, fnd, &err) == JM_EFORMAT && !fnd[0],
+          "[%s] a dimension that does not fit: %s", kind, err.msg);
+
+    /* skills */
+    skill_rows sr = {0};
+    char *nsk = raw_value(r, "SELECT CAST(count(*) AS TEXT) FROM skills", NULL);
+    char *nemb = raw_value(r, "SELECT CAST(count(*) AS TEXT) FROM skills WHERE embedding_model = $1", MODEL);
+    CHECK(db_scan_skills(d, MODEL, collect_skill, &sr, &err) == JM_OK, "[%s] scan skills: %s", kind, err.msg);
+    CHECK(nsk && nemb && sr.n == atoi(nsk) && sr.with_emb == atoi(nemb) && sr.emb_ok == sr.with_emb && sr.n > 0 &&
+              !strcmp(sr.first, "c") && !strcmp(sr.first_display, "C"),
+          "[%s] skills %d (%s), with vectors %d (%s), first %s/%s", kind, sr.n, nsk ? nsk : "?", sr.with_emb,
+          nemb ? nemb : "?", sr.first, sr.first_display);
+    free(nsk);
+    free(nemb);
+    memset(&sr, 0, sizeof sr);
+    CHECK(db_scan_skills(d, "no-model", collect_skill, &sr, &err) == JM_OK && sr.with_emb == 0 && sr.n > 0,
+          "[%s] skills without vectors for another model", kind);
+}
+
+/* The change log of jobmatch's own table. */
+static void test_changes(db *d, raw *r)
+{
+    jm_err err = {0};
+    rows ch = {0};
+    int64_t now0 = -1, now;
+    db_counts c = counts(d, MODEL);
+    CHECK(changes_since(d, MODEL, 0, &ch, &now0) == JM_OK, "[%s] changes from 0", kind);
+    int live = 0;
+    for (int i = 0; i < ch.n; i++)
+        live += !ch.r[i].deleted;
+    CHECK(live == c.jobs && revs_increasing(&ch) && ch.n > 0 && ch.r[ch.n - 1].rev == now0,
+          "[%s] every job once, in rev order: %d live of %d, now %lld", kind, live, ch.n, (long long)now0);
+    char *mx = raw_value(r, "SELECT CAST(max(rev) AS TEXT) FROM job_changes", NULL);
+    CHECK(mx && strtoll(mx, NULL, 10) == now0, "[%s] now is the counter: %s", kind, mx ? mx : "?");
+    free(mx);
+    CHECK(changes_since(d, MODEL, now0, &ch, &now) == JM_OK && ch.n == 0 && now == now0, "[%s] nothing new: %d",
+          kind, ch.n);
+
+    /* insert, update, embed, edit by hand, delete: each one entry with a new rev */
+    int changed;
+    upsert1(d, "ch1", "Change One", "First.", "Go,~Rust", &changed, &err);
+    int64_t now1;
+    CHECK(changes_since(d, MODEL, now0, &ch, &now1) == JM_OK && ch.n == 1 && !strcmp(ch.r[0].id, "ch1") &&
+              !ch.r[0].deleted && ch.r[0].title && !strcmp(ch.r[0].title, "Change One") && ch.r[0].nskills == 2 &&
+              !ch.r[0].emb && ch.r[0].rev == now1 && now1 > now0,
+          "[%s] insert logged: %d rows", kind, ch.n);
+    upsert1(d, "ch1", "Change One Renamed", "First.", "Go,~Rust", &changed, &err);
+    int64_t now2;
+    CHECK(changes_since(d, MODEL, now1, &ch, &now2) == JM_OK && ch.n == 1 && ch.r[0].title &&
+              !strcmp(ch.r[0].title, "Change One Renamed") && now2 > now1,
+          "[%s] update logged", kind);
+    CHECK(embed_all(d, MODEL, 10, 0) >= 1, "[%s] embed ch1", kind);
+    int64_t now3;
+    got_row *g = NULL;
+    CHECK(changes_since(d, MODEL, now2, &ch, &now3) == JM_OK && (g = rows_find(&ch, "ch1")) && g->emb &&
+              g->emb_len == DIM * 4 && now3 > now2,
+          "[%s] a new embedding is a change, and comes with the row", kind);
+    CHECK(raw_exec(r, "UPDATE jobs SET description = 'Edited.' WHERE id = 'ch1'") == 0, "[%s] raw edit", kind);
+    int64_t now4;
+    CHECK(changes_since(d, MODEL, now3, &ch, &now4) == JM_OK && ch.n == 1 && !ch.r[0].emb && ch.r[0].desc &&
+              !strcmp(ch.r[0].desc, "Edited."),
+          "[%s] an edit by another program is logged, its vector stale", kind);
+    /* rev order over several jobs */
+    upsert1(d, "ch2", "Two", "x", "", &changed, &err);
+    upsert1(d, "ch3", "Three", "x", "", &changed, &err);
+    upsert1(d, "ch2", "Two again", "x", "", &changed, &err);
+    int64_t now5;
+    CHECK(changes_since(d, MODEL, now4, &ch, &now5) == JM_OK && ch.n == 2 && !strcmp(ch.r[0].id, "ch3") &&
+              !strcmp(ch.r[1].id, "ch2") && revs_increasing(&ch),
+          "[%s] rev order, one entry per job: %d rows", kind, ch.n);
+    char *cnt = raw_value(r, "SELECT CAST(count(*) AS TEXT) FROM job_changes WHERE id = $1", "ch2");
+    CHECK(cnt && !strcmp(cnt, "1"), "[%s] one log row per job: %s", kind, cnt ? cnt : "?");
+    free(cnt);
+    int found;
+    CHECK(db_delete_job(d, "ch1", &found, &err) == JM_OK && found, "[%s] delete ch1", kind);
+    int64_t now6;
+    CHECK(changes_since(d, MODEL, now5, &ch, &now6) == JM_OK && ch.n == 1 && !strcmp(ch.r[0].id, "ch1") &&
+              ch.r[0].deleted && !ch.r[0].title && !ch.r[0].emb && ch.r[0].nskills == 0 && now6 > now5,
+          "[%s] delete logged as deleted", kind);
+    /* since - slack: a superset, each job once, in rev order */
+    CHECK(changes_since(d, MODEL, now6 > DB_CHANGES_SLACK ? now6 - DB_CHANGES_SLACK : 0, &ch, &now) == JM_OK &&
+              now == now6 && rows_find(&ch, "ch1") && rows_find(&ch, "ch2") && rows_find(&ch, "ch3") &&
+              revs_increasing(&ch),
+          "[%s] since - slack", kind);
+    /* a model id of NULL: rows without vectors; the callback stops it */
+    CHECK(changes_since(d, NULL, 0, &ch, &now) == JM_OK && ch.n > 0, "[%s] changes without a model", kind);
+    int with = 0;
+    for (int i = 0; i < ch.n; i++)
+        with += ch.r[i].emb != NULL;
+    CHECK(with == 0, "[%s] no vectors without a model: %d", kind, with);
+    rows_free(&ch);
+    ch.stop_after = 2;
+    CHECK(db_changes(d, MODEL, 0, collect, &ch, &now, &err) == 7 && ch.n == 2, "[%s] the callback stops changes",
+          kind);
+    rows_free(&ch);
+    /* a re-inserted job is live again */
+    upsert1(d, "ch1", "Back", "x", "", &changed, &err);
+    CHECK(changes_since(d, MODEL, now6, &ch, &now) == JM_OK && ch.n == 1 && !ch.r[0].deleted, "[%s] back again",
+          kind);
+    rows_free(&ch);
+}
+
+/* PostgreSQL: a transaction may commit a smaller rev after a larger one is
+ * visible; since - DB_CHANGES_SLACK finds it. */
+static void test_pg_slack(db *d, raw *r)
+{
+    rows ch = {0};
+    int64_t now0, now1, now2;
+    int changed;
+    jm_err err = {0};
+    CHECK(changes_since(d, MODEL, 0, &ch, &now0) == JM_OK, "[%s] slack: start", kind);
+    raw_exec(r, "BEGIN");
+    raw_exec(r, "INSERT INTO jobs(id, title) VALUES ('late', 'Late')");
+    upsert1(d, "early", "Early", "x", "", &changed, &err);
+    CHECK(changes_since(d, MODEL, now0, &ch, &now1) == JM_OK && ch.n == 1 && !strcmp(ch.r[0].id, "early"),
+          "[%s] slack: the later rev is visible first: %d", kind, ch.n);
+    raw_exec(r, "COMMIT");
+    CHECK(changes_since(d, MODEL, now1, &ch, &now2) == JM_OK && ch.n == 0, "[%s] slack: since = now misses it", kind);
+    CHECK(changes_since(d, MODEL, now1 - DB_CHANGES_SLACK, &ch, &now2) == JM_OK && rows_find(&ch, "late") &&
+              rows_find(&ch, "early") && rows_find(&ch, "late")->rev < rows_find(&ch, "early")->rev,
+          "[%s] slack: since - DB_CHANGES_SLACK finds it", kind);
+    rows_free(&ch);
+}
+
+static void test_keyword(db *d, raw *r)
+{
+    jm_err err = {0};
+    int changed, n;
+    char buf[4096];
+    upsert1(d, "kw1", "Zephyrologist", "Studies winds.", "Meteorology", &changed, &err);
+    upsert1(d, "kw2", "Field Assistant", "Helps the zephyrologist in the field.", "Driving", &changed, &err);
+    upsert1(d, "kw3", "Quokka Wrangler", "Herds small animals.", "Patience", &changed, &err);
+    const char *t1[] = {"zephyrologist"};
+    CHECK(search(d, t1, 1, 10, buf, sizeof buf, &n) == JM_OK && !strcmp(buf, "kw1,kw2"),
+          "[%s] the title match ranks first: %s", kind, buf);
+    const char *t2[] = {"zephyrologist", "quokka"};
+    CHECK(search(d, t2, 2, 10, buf, sizeof buf, &n) == JM_OK && n == 3 && has_id(buf, "kw1") && has_id(buf, "kw2") &&
+              has_id(buf, "kw3"),
+          "[%s] any of the terms: %s", kind, buf);
+    CHECK(search(d, t2, 2, 1, buf, sizeof buf, &n) == JM_OK && n == 1, "[%s] limit: %s", kind, buf);
+    const char *t3[] = {"quokka wrangler"};
+    CHECK(search(d, t3, 1, 10, buf, sizeof buf, &n) == JM_OK && !strcmp(buf, "kw3"), "[%s] a phrase: %s", kind, buf);
+    const char *t3b[] = {"wrangler quokka"};
+    CHECK(search(d, t3b, 1, 10, buf, sizeof buf, &n) == JM_OK && n == 0, "[%s] a phrase keeps its order: %s", kind,
+          buf);
+    const char *t4[] = {"Meteorology"};
+    CHECK(search(d, t4, 1, 10, buf, sizeof buf, &n) == JM_OK && !strcmp(buf, "kw1"), "[%s] skills are searched: %s",
+          kind, buf);
+    const char *t5[] = {"zephyrologists"};
+    CHECK(search(d, t5, 1, 10, buf, sizeof buf, &n) == JM_OK && has_id(buf, "kw1"), "[%s] stemmed: %s", kind, buf);
+    const char *t6[] = {"C++"};
+    CHECK(search(d, t6, 1, 50, buf, sizeof buf, &n) == JM_OK && has_id(buf, "j2"), "[%s] C++ finds skill C: %s", kind,
+          buf);
+    /* user input never breaks the query */
+    const char *weird[] = {"C++", "\"quoted\"", "AND", "NEAR(", "*", "-x", "", "   ", "a:b", "(", ")", "'", "\\",
+                           "^x", "OR", "NOT", "\"", "x\" OR \"y", "title:zephyrologist", "'; DROP TABLE jobs; --",
+                           "\xc3\xa9t\xc3\xa9", "quokka*", "{br,ace}", "%", "_", "!", "&", "|", "<->", ":*"};
+    int nw = (int)(sizeof weird / sizeof weird[0]), ok = 0;
+    for (int i = 0; i < nw; i++)
+        ok += search(d, &weird[i], 1, 10, buf, sizeof buf, &n) == JM_OK;
+    CHECK(ok == nw, "[%s] weird terms are safe: %d of %d", kind, ok, nw);
+    const char *mixed[] = {"NEAR(", "*", "\"", "quokka", "", "-x"};
+    CHECK(search(d, mixed, 6, 10, buf, sizeof buf, &n) == JM_OK && has_id(buf, "kw3"),
+          "[%s] weird terms beside a good one: %s", kind, buf);
+    const char *blank[] = {"", "  "};
+    CHECK(search(d, blank, 2, 10, buf, sizeof buf, &n) == JM_OK && n == 0, "[%s] blank terms: %d", kind, n);
+    CHECK(search(d, blank, 0, 10, buf, sizeof buf, &n) == JM_OK && n == 0, "[%s] no terms", kind);
+    const char *bad[] = {"ok", "\xff\xfe"};
+    db_hit *h = NULL;
+    int nh = -1;
+    CHECK(db_keyword_search(d, bad, 2, 10, &h, &nh, &err) == JM_EINVAL && !h && nh == 0,
+          "[%s] invalid UTF-8 refused: %s", kind, err.msg);
+    CHECK(db_keyword_search(d, t1, 1, 0, &h, &nh, &err) == JM_EINVAL, "[%s] limit 0 refused", kind);
+
+    /* kept in sync: updates, deletes, edits by another program */
+    upsert1(d, "kw3", "Koala Keeper", "Herds small animals.", "Patience", &changed, &err);
+    const char *t7[] = {"quokka"}, *t8[] = {"koala"};
+    CHECK(search(d, t7, 1, 10, buf, sizeof buf, &n) == JM_OK && n == 0, "[%s] old title gone: %s", kind, buf);
+    CHECK(search(d, t8, 1, 10, buf, sizeof buf, &n) == JM_OK && !strcmp(buf, "kw3"), "[%s] new title: %s", kind, buf);
+    int found;
+    db_delete_job(d, "kw1", &found, &err);
+    CHECK(search(d, t1, 1, 10, buf, sizeof buf, &n) == JM_OK && !strcmp(buf, "kw2"), "[%s] deleted job gone: %s",
+          kind, buf);
+    raw_exec(r, "UPDATE jobs SET title = 'Xylophonist' WHERE id = 'kw2'");
+    const char *t9[] = {"xylophonist"};
+    CHECK(search(d, t9, 1, 10, buf, sizeof buf, &n) == JM_OK && !strcmp(buf, "kw2"), "[%s] edit by hand: %s", kind,
+          buf);
+    /* an embedding commit does not touch the search */
+    CHECK(embed_all(d, MODEL, 50, 0) >= 1, "[%s] embed kw jobs", kind);
+    CHECK(search(d, t9, 1, 10, buf, sizeof buf, &n) == JM_OK && !strcmp(buf, "kw2"), "[%s] after embedding: %s", kind,
+          buf);
+}
+
+/* Reading back from an attached table (skill_job1, template
+ * "{title} ({description})", skills column "skills"). */
+static void test_attached_read(db *d, raw *r)
+{
+    jm_err err = {0};
+    rows all = {0};
+    char buf[1024];
+    int n;
+    CHECK(db_scan_jobs(d, MODEL, 1, collect, &all, &err) == JM_OK && all.n == 3, "[%s] attached scan: %d %s", kind,
+          all.n, err.msg);
+    got_row *p1 = rows_find(&all, "p1"), *p3 = rows_find(&all, "p3");
+    CHECK(all.n == 3 && !strcmp(all.r[0].id, "p1") && !strcmp(all.r[2].id, "p3"), "[%s] attached id order", kind);
+    CHECK(p1 && p1->title && !strcmp(p1->title, "Welder") && p1->desc && !strcmp(p1->desc, "Welder (Joins metal well.)") &&
+              p1->nskills == 2 && p1->skill0 && !strcmp(p1->skill0, "Welding") && !p1->company && p1->remote == -1 &&
+              isnan(p1->smin) && !p1->emb && p1->rev > 0,
+          "[%s] attached row p1: %s | %s", kind, p1 && p1->title ? p1->title : "-", p1 && p1->desc ? p1->desc : "-");
+    CHECK(p3 && !p3->title && p3->desc && !strcmp(p3->desc, " (No title.)") && p3->nskills == 0,
+          "[%s] attached row p3", kind);
+    rows_free(&all);
+    CHECK(embed_all(d, MODEL, 10, 0) == 3, "[%s] embed attached", kind);
+    CHECK(db_scan_jobs(d, MODEL, 1, collect, &all, &err) == JM_OK && all.n == 3 && all.r[0].emb &&
+              emb_is_stored(r, "skill_job1", "job_id", "p1", all.r[0].emb, all.r[0].emb_len) && all.r[2].emb,
+          "[%s] attached vectors", kind);
+    rows_free(&all);
+    db_job j;
+    int found;
+    CHECK(db_get_job(d, "p2", &j, &found, &err) == JM_OK && found && j.title && !strcmp(j.title, "Baker") &&
+              j.description && !strcmp(j.description, "Baker ()") && j.nskills == 2 && !strcmp(j.skills[0].name, "Baking"),
+          "[%s] attached get_job: %s", kind, err.msg);
+    db_job_clear(&j);
+    const char *ids[] = {"p3", "p9", "p1"};
+    int fnd[3];
+    float out[3 * DIM];
+    CHECK(db_get_embeddings(d, MODEL, ids, 3, out, DIM, fnd, &err) == JM_OK && fnd[0] && !fnd[1] && fnd[2],
+          "[%s] attached get_embeddings: %s", kind, err.msg);
+
+    /* the attached table's own triggers: edits, inserts and deletes by the job board */
+    rows ch = {0};
+    int64_t now0, now1;
+    CHECK(changes_since(d, MODEL, 0, &ch, &now0) == JM_OK && rows_find(&ch, "p1") && rows_find(&ch, "p2") &&
+              !rows_find(&ch, "p1")->deleted,
+          "[%s] attached rows in the log", kind);
+    raw_exec(r, "UPDATE skill_job1 SET title = 'Master Welder' WHERE job_id = 'p1'");
+    raw_exec(r, "INSERT INTO skill_job1(job_id, title, skills, description) VALUES ('p4', 'Glazier', 'Glass', 'Cuts glass.')");
+    CHECK(changes_since(d, MODEL, now0, &ch, &now1) == JM_OK && ch.n == 2 && !strcmp(ch.r[0].id, "p1") &&
+              ch.r[0].title && !strcmp(ch.r[0].title, "Master Welder") && !ch.r[0].emb && !strcmp(ch.r[1].id, "p4") &&
+              ch.r[1].desc && !strcmp(ch.r[1].desc, "Glazier (Cuts glass.)"),
+          "[%s] attached edits logged: %d", kind, ch.n);
+    raw_exec(r, "DELETE FROM skill_job1 WHERE job_id = 'p4'");
+    CHECK(changes_since(d, MODEL, now1, &ch, &now0) == JM_OK && ch.n == 1 && ch.r[0].deleted &&
+              !strcmp(ch.r[0].id, "p4"),
+          "[%s] attached delete logged", kind);
+    rows_free(&ch);
+
+    /* keyword search over the template's columns, following the template */
+    const char *t1[] = {"welder"}, *t2[] = {"metal"}, *t3[] = {"baking"};
+    CHECK(search(d, t1, 1, 10, buf, sizeof buf, &n) == JM_OK && !strcmp(buf, "p1"), "[%s] attached search: %s", kind,
+          buf);
+    CHECK(search(d, t2, 1, 10, buf, sizeof buf, &n) == JM_OK && !strcmp(buf, "p1"), "[%s] attached description: %s",
+          kind, buf);
+    CHECK(search(d, t3, 1, 10, buf, sizeof buf, &n) == JM_OK && n == 0, "[%s] skills not in the template: %s", kind,
+          buf);
+    CHECK(db_set_template(d, "{title} ({description}) {skills}", &err) == JM_OK, "[%s] template with skills: %s",
+          kind, err.msg);
+    CHECK(search(d, t3, 1, 10, buf, sizeof buf, &n) == JM_OK && !strcmp(buf, "p2"), "[%s] now skills are: %s", kind,
+          buf);
+    raw_exec(r, "UPDATE skill_job1 SET skills = 'Baking, Icing' WHERE job_id = 'p3'");
+    CHECK(search(d, t3, 1, 10, buf, sizeof buf, &n) == JM_OK && has_id(buf, "p2") && has_id(buf, "p3"),
+          "[%s] attached edit searched: %s", kind, buf);
+    CHECK(db_set_template(d, "{title} ({description})", &err) == JM_OK, "[%s] template back", kind);
+    const char *many[] = {"welder", "baker", "NEAR(", "\""};
+    CHECK(search(d, many, 4, 1, buf, sizeof buf, &n) == JM_OK && n == 1, "[%s] attached limit: %s", kind, buf);
+}
+
+/* skill_job2 (INTEGER ids): the log also holds text ids of jobmatch's own
+ * table, which must not break the join. Called with 5 and 7 left, 7
+ * embedded. */
+static void test_attached_int_read(db *d, raw *r)
+{
+    jm_err err = {0};
+    rows all = {0}, ch = {0};
+    char buf[1024];
+    int n;
+    CHECK(db_scan_jobs(d, MODEL, 1, collect, &all, &err) == JM_OK && all.n == 2 && !strcmp(all.r[0].id, "5") &&
+              !strcmp(all.r[1].id, "7") && all.r[1].emb && all.r[1].title && !strcmp(all.r[1].title, "seven"),
+          "[%s] int scan: %d %s", kind, all.n, err.msg);
+    rows_free(&all);
+    int64_t now0, now1;
+    CHECK(changes_since(d, MODEL, 0, &ch, &now0) == JM_OK, "[%s] int changes", kind);
+    int live = 0;
+    for (int i = 0; i < ch.n; i++)
+        live += !ch.r[i].deleted;
+    CHECK(live == 2 && rows_find(&ch, "7") && !rows_find(&ch, "7")->deleted && rows_find(&ch, "10") &&
+              rows_find(&ch, "10")->deleted && rows_find(&ch, "b") && rows_find(&ch, "b")->deleted,
+          "[%s] int changes: %d live of %d", kind, live, ch.n);
+    raw_exec(r, "INSERT INTO skill_job2(nid, body) VALUES (11, 'eleven')");
+    raw_exec(r, "UPDATE skill_job2 SET nid = 12 WHERE nid = 5");
+    CHECK(changes_since(d, MODEL, now0, &ch, &now1) == JM_OK && ch.n == 3 && rows_find(&ch, "11") &&
+              rows_find(&ch, "12") && rows_find(&ch, "5") && rows_find(&ch, "5")->deleted &&
+              !rows_find(&ch, "12")->deleted && rows_find(&ch, "12")->desc && !strcmp(rows_find(&ch, "12")->desc, "five"),
+          "[%s] int inserts and a renamed id: %d", kind, ch.n);
+    rows_free(&ch);
+    const char *ids[] = {"7", "seven", "12", "7"};
+    int fnd[4];
+    float out[4 * DIM];
+    CHECK(db_get_embeddings(d, MODEL, ids, 4, out, DIM, fnd, &err) == JM_OK && fnd[0] && !fnd[1] && fnd[2] && fnd[3],
+          "[%s] int get_embeddings: %d%d%d%d %s", kind, fnd[0], fnd[1], fnd[2], fnd[3], err.msg);
+    db_job j;
+    int found = -1;
+    CHECK(db_get_job(d, "seven", &j, &found, &err) == JM_OK && found == 0, "[%s] int get_job, not a number", kind);
+    db_job_clear(&j);
+    CHECK(db_get_job(d, "11", &j, &found, &err) == JM_OK && found == 1 && j.description &&
+              !strcmp(j.description, "eleven"),
+          "[%s] int get_job", kind);
+    db_job_clear(&j);
+    const char *t[] = {"eleven"};
+    CHECK(search(d, t, 1, 10, buf, sizeof buf, &n) == JM_OK && !strcmp(buf, "11"), "[%s] int search: %s", kind, buf);
+}
+
+/* A store made by schema version 1 (the tables as migration 1 made them,
+ * rows, and an attached table) upgrades in place. */
+static void test_migrate_v1(const char *url, raw *r)
+{
+    const char *v1 =
+        is_pg(r) ? "CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value TEXT);"
+                   "CREATE TABLE jobs (id TEXT PRIMARY KEY NOT NULL, title TEXT, company TEXT, location TEXT,"
+                   " remote BOOLEAN, salary_min DOUBLE PRECISION, salary_max DOUBLE PRECISION, currency TEXT,"
+                   " employment_type TEXT, seniority TEXT, description TEXT, skills TEXT, skill_names TEXT,"
+                   " posted_at TEXT, updated_at TEXT, text_hash TEXT, embedding BYTEA, embedding_model TEXT);"
+                   "CREATE TABLE skills (name TEXT PRIMARY KEY NOT NULL, display TEXT, embedding BYTEA,"
+                   " embedding_model TEXT);"
+                 : "CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value TEXT);"
+                   "CREATE TABLE jobs (id TEXT PRIMARY KEY NOT NULL, title TEXT, company TEXT, location TEXT,"
+                   " remote INTEGER, salary_min REAL, salary_max REAL, currency TEXT, employment_type TEXT,"
+                   " seniority TEXT, description TEXT, skills TEXT, skill_names TEXT, posted_at TEXT, updated_at TEXT,"
+                   " text_hash TEXT, embedding BLOB, embedding_model TEXT);"
+                   "CREATE TABLE skills (name TEXT PRIMARY KEY NOT NULL, display TEXT, embedding BLOB,"
+                   " embedding_model TEXT);";
+    CHECK(raw_exec(r, v1) == 0, "[%s] a version-1 schema", kind);
+    raw_exec(r, "INSERT INTO meta VALUES ('schema_version', '1')");
+    raw_exec(r, "INSERT INTO jobs(id, title, description, skills, skill_names) VALUES"
+                " ('old1', 'Glassblower', 'Blows glass.', '[{\"name\":\"Glass\",\"required\":true}]', 'Glass'),"
+                " ('old2', 'Cooper', 'Makes barrels.', '[{\"name\":\"Wood\",\"required\":false}]', 'Wood')");
+    raw_exec(r, "CREATE TABLE legacy_jobs (lid TEXT PRIMARY KEY, name TEXT, body TEXT)");
+    raw_exec(r, "INSERT INTO legacy_jobs VALUES ('L1', 'Chandler', 'Makes candles.'), ('L2', 'Fletcher', 'Arrows.')");
+    raw_exec(r, "INSERT INTO meta VALUES ('source_table', 'legacy_jobs'), ('source_id_column', 'lid'),"
+                " ('source_skills_column', ''), ('text_template', '{name}. {body}')");
+    raw_exec(r, is_pg(r) ? "ALTER TABLE legacy_jobs ADD COLUMN embedding BYTEA, ADD COLUMN text_hash TEXT,"
+                           " ADD COLUMN embedding_model TEXT"
+                         : "ALTER TABLE legacy_jobs ADD COLUMN embedding BLOB; ALTER TABLE legacy_jobs ADD COLUMN"
+                           " text_hash TEXT; ALTER TABLE legacy_jobs ADD COLUMN embedding_model TEXT");
+
+    db *d = NULL;
+    jm_err err = {0};
+    CHECK(db_open(url, &d, &err) == JM_OK, "[%s] open a version-1 store: %s", kind, err.msg);
+    if (!d)
+        return;
+    int v = -1;
+    CHECK(db_schema_version(d, &v, &err) == JM_OK && v == 2, "[%s] upgraded to %d", kind, v);
+    rows ch = {0};
+    int64_t now0, now1;
+    char buf[512];
+    int n;
+    CHECK(changes_since(d, MODEL, 0, &ch, &now0) == JM_OK && rows_find(&ch, "L1") && rows_find(&ch, "L2") &&
+              !rows_find(&ch, "L1")->deleted && rows_find(&ch, "L1")->title &&
+              !strcmp(rows_find(&ch, "L1")->title, "Chandler"),
+          "[%s] upgraded: the attached rows are in the log", kind);
+    const char *t1[] = {"candles"};
+    CHECK(search(d, t1, 1, 10, buf, sizeof buf, &n) == JM_OK && !strcmp(buf, "L1"), "[%s] upgraded attached search: %s",
+          kind, buf);
+    raw_exec(r, "UPDATE legacy_jobs SET body = 'Makes wax candles.' WHERE lid = 'L2'");
+    CHECK(changes_since(d, MODEL, now0, &ch, &now1) == JM_OK && ch.n == 1 && !strcmp(ch.r[0].id, "L2"),
+          "[%s] upgraded attached triggers", kind);
+    CHECK(search(d, t1, 1, 10, buf, sizeof buf, &n) == JM_OK && n == 2, "[%s] upgraded attached search follows: %s",
+          kind, buf);
+    /* jobmatch's own table was upgraded too */
+    CHECK(db_meta_set(d, "source_table", "", &err) == JM_OK && db_meta_set(d, "text_template", "", &err) == JM_OK,
+          "[%s] detach", kind);
+    db_close(d);
+    d = NULL;
+    CHECK(db_open(url, &d, &err) == JM_OK, "[%s] reopen: %s", kind, err.msg);
+    if (!d)
+        return;
+    const char *t2[] = {"glass"};
+    CHECK(search(d, t2, 1, 10, buf, sizeof buf, &n) == JM_OK && !strcmp(buf, "old1"), "[%s] upgraded search: %s", kind,
+          buf);
+    rows all = {0};
+    CHECK(db_scan_jobs(d, MODEL, 1, collect, &all, &err) == JM_OK && all.n == 2 && all.r[0].rev > 0 &&
+              all.r[1].rev > 0 && all.r[1].nskills == 1 && all.r[1].req0 == 0,
+          "[%s] upgraded rows have revs", kind);
+    rows_free(&all);
+    int changed;
+    upsert1(d, "old2", "Master Cooper", "Makes barrels.", "Wood", &changed, &err);
+    CHECK(changes_since(d, MODEL, now1, &ch, &now0) == JM_OK && ch.n == 1 && !strcmp(ch.r[0].id, "old2"),
+          "[%s] upgraded jobs triggers", kind);
+    rows_free(&ch);
+    int64_t before = now0;
+    db_close(d);
+    d = NULL;
+    CHECK(db_open(url, &d, &err) == JM_OK && db_migrate(d, &err) == JM_OK, "[%s] migrate again: %s", kind, err.msg);
+    if (d)
+        CHECK(changes_since(d, MODEL, 0, &ch, &now0) == JM_OK && now0 == before, "[%s] a no-op the second time", kind);
+    rows_free(&ch);
+    db_close(d);
+}
+
 static void test_attach(const char *url, raw *r)
 {
     jm_err err = {0};
@@ -781,9 +1466,17 @@ static void test_attach(const char *url, raw *r)
               !strcmp(src.id_col, "job_id") && !strcmp(src.skills_col, "skills") &&
               !strcmp(src.template_, "{title}. {description}"),
           "[%s] source after attach: %s %s %s %s", kind, src.table, src.id_col, src.skills_col, src.template_);
-    /* attaching again is harmless */
+    /* attaching again is harmless, and leaves the change log alone */
+    char *log1 = raw_rows(r, "SELECT id, CAST(rev AS TEXT) FROM job_changes ORDER BY id", NULL);
     CHECK(db_attach(d, "skill_job1", "job_id", "title, description", "skills", NULL, &err) == JM_OK,
           "[%s] attach twice: %s", kind, err.msg);
+    char *log2 = raw_rows(r, "SELECT id, CAST(rev AS TEXT) FROM job_changes ORDER BY id", NULL);
+    CHECK(log1 && log2 && !strcmp(log1, log2) && strstr(log1, "p2|"), "[%s] re-attach is a no-op for the log", kind);
+    free(log1);
+    free(log2);
+    /* jobmatch's own tables cannot be attached */
+    CHECK(db_attach(d, "jobs", "id", "title", NULL, NULL, &err) == JM_EINVAL, "[%s] attach jobs refused: %s", kind,
+          err.msg);
     char *cols = raw_rows(r,
                           is_pg(r) ? "SELECT column_name FROM information_schema.columns"
                                      " WHERE table_name = 'skill_job1' ORDER BY column_name"
@@ -849,6 +1542,8 @@ static void test_attach(const char *url, raw *r)
     CHECK(db_open(url, &d, &err) == JM_OK && d && db_source_get(d, &src, &err) == JM_OK && src.attached &&
               !strcmp(src.table, "skill_job1"),
           "[%s] mapping after reopen", kind);
+    if (d)
+        test_attached_read(d, r);
 
     /* an integer id column: the ids travel as text and must still match */
     raw_exec(r, "CREATE TABLE skill_job2 (nid INTEGER PRIMARY KEY, body TEXT)");
@@ -856,6 +1551,14 @@ static void test_attach(const char *url, raw *r)
     if (d) {
         CHECK(db_attach(d, "skill_job2", "nid", "body", NULL, NULL, &err) == JM_OK, "[%s] attach int ids: %s", kind,
               err.msg);
+        /* the table attached before lost jobmatch's triggers */
+        char *m1 = raw_value(r, "SELECT CAST(max(rev) AS TEXT) FROM job_changes", NULL);
+        raw_exec(r, "UPDATE skill_job1 SET title = 'Welder again' WHERE job_id = 'p1'");
+        char *m2 = raw_value(r, "SELECT CAST(max(rev) AS TEXT) FROM job_changes", NULL);
+        CHECK(m1 && m2 && !strcmp(m1, m2), "[%s] the previous table's triggers are gone: %s %s", kind, m1 ? m1 : "?",
+              m2 ? m2 : "?");
+        free(m1);
+        free(m2);
         CHECK(db_claim_jobs(d, MODEL, NULL, 2, &b, &err) == JM_OK && b.n == 2 && !strcmp(b.ids[0], "5") &&
                   !strcmp(b.ids[1], "7"),
               "[%s] int ids in numeric order: %s %s", kind, b.n > 0 ? b.ids[0] : "-", b.n > 1 ? b.ids[1] : "-");
@@ -882,6 +1585,7 @@ static void test_attach(const char *url, raw *r)
               err.msg);
         CHECK(db_delete_job(d, "10", &found, &err) == JM_OK && found == 1, "[%s] delete int id: %s", kind, err.msg);
         CHECK_COUNTS(d, MODEL, 2, 2, 0, 0);
+        test_attached_int_read(d, r);
         /* back to jobmatch's own table for whatever runs next */
         CHECK(db_meta_set(d, "source_table", "", &err) == JM_OK && db_meta_set(d, "text_template", "", &err) == JM_OK,
               "[%s] detach", kind);
@@ -916,7 +1620,7 @@ static void test_concurrent_open(const char *url, raw *r)
     }
     CHECK(ok == N, "[%s] concurrent first opens: %d of %d succeeded", kind, ok, N);
     char *s = raw_rows(r, "SELECT value FROM meta WHERE key = 'schema_version'", NULL);
-    CHECK(s && !strcmp(s, "1\n"), "[%s] one schema_version after concurrent opens: %s", kind, s ? s : "(error)");
+    CHECK(s && !strcmp(s, "2\n"), "[%s] one schema_version after concurrent opens: %s", kind, s ? s : "(error)");
     free(s);
 }
 
@@ -1092,6 +1796,11 @@ static void suite(const char *url, raw *r)
     test_vector_bits(d, r);
     test_skills(d, r);
     test_odd_ids_and_volume(d, r);
+    test_read_back(d, r);
+    test_changes(d, r);
+    if (is_pg(r))
+        test_pg_slack(d, r);
+    test_keyword(d, r);
     db_close(d);
     test_attach(url, r);
 }
@@ -1135,7 +1844,8 @@ static int pg_fresh(const char *url, const char *name, char *out, size_t cap, in
     } else {
         fprintf(stderr, "note: cannot create a database (%s); using the URL's own, after dropping jobmatch's tables\n",
                 PQerrorMessage(c));
-        PQclear(PQexec(c, "DROP TABLE IF EXISTS jobs, skills, meta, skill_job1, skill_job2"));
+        PQclear(PQexec(c, "DROP TABLE IF EXISTS jobs, skills, meta, job_changes, skill_job1, skill_job2, skill_job3,"
+                               " legacy_jobs"));
         snprintf(out, cap, "%s", url);
     }
     PQclear(r);
@@ -1167,9 +1877,10 @@ int main(void)
         perror("mkdtemp");
         return 1;
     }
-    char path[256], path2[256];
+    char path[256], path2[256], path3[256];
     snprintf(path, sizeof path, "%s/store.db", dir);
     snprintf(path2, sizeof path2, "%s/fresh.db", dir);
+    snprintf(path3, sizeof path3, "%s/v1.db", dir);
     raw r;
     kind = "sqlite";
     if (raw_open(&r, "sqlite", path) == 0) {
@@ -1180,6 +1891,10 @@ int main(void)
     }
     if (raw_open(&r, "sqlite", path2) == 0) {
         test_concurrent_open(path2, &r);
+        raw_close(&r);
+    }
+    if (raw_open(&r, "sqlite", path3) == 0) {
+        test_migrate_v1(path3, &r);
         raw_close(&r);
     }
     char cmd[300];
@@ -1208,10 +1923,20 @@ int main(void)
             test_concurrent_open(url2, &r);
             raw_close(&r);
         }
+        char name3[64], url3[1024];
+        int created3 = 0;
+        snprintf(name3, sizeof name3, "jm_test_%d_v1", (int)getpid());
+        if (created && pg_fresh(pg_url, name3, url3, sizeof url3, &created3) == 0 && created3 &&
+            raw_open(&r, "postgresql", url3) == 0) {
+            test_migrate_v1(url3, &r);
+            raw_close(&r);
+        }
         if (created)
             pg_drop(pg_url, name);
         if (created2)
             pg_drop(pg_url, name2);
+        if (created3)
+            pg_drop(pg_url, name3);
     } else {
         printf("(JM_TEST_PG_URL not set: PostgreSQL not tested)\n");
     }

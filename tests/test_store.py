@@ -163,7 +163,7 @@ def scenario_basic(be):
     rc, out, err = run("import-onet", ONET, db=be.url)
     check(rc == 0 and "1016 occupations imported" in out, "%s import-onet: %d %s %s" % (tag, rc, out, err))
     st = status(be.url)
-    check(st.get("jobs") == 1016 and st.get("missing") == 1016 and st.get("schema_version") == 1,
+    check(st.get("jobs") == 1016 and st.get("missing") == 1016 and st.get("schema_version") == 2,
           "%s status after import: %s" % (tag, st))
     rc, out, err = run("embed", "--dry-run", db=be.url)
     check(rc == 0 and "1016 jobs would be embedded" in out, "%s dry run: %s %s" % (tag, out, err))
