@@ -1,0 +1,327 @@
+/* bench_idx - the vector index on clustered, embedding-like data, one thread.
+ *
+ *   bench_idx [--n N]... [--queries Q] [--dim D] [--no-int8-only]
+ *
+ * For each N (default 100000 and 1000000; dim 384) prints: build time and
+ * bytes (idx_bytes and the growth of the process's RSS), latency p50/p99 of
+ * idx_search (k = 10) and idx_search_exact (k = 10, 100 candidates, the
+ * exact vectors fetched from memory) over Q queries (default 1000), their
+ * top-10 recall against an exact float32 brute force (BLAS, then the best 30
+ * re-scored in double), and for comparison the same with the sign-code
+ * prefilter switched off (int8 scan of every vector; 200 queries) and one
+ * streaming query (idx_topk over all N float32 vectors). The data: unit
+ * vectors around 500 centres in 50 topics plus a direction common to all
+ * (mean norm ~0.5, unrelated pairs at cosine ~0.25, like all-MiniLM-L6-v2 on
+ * job texts), with near-tied neighbours. Needs ~1.7 GB at N = 1M for the
+ * float32 copy the fetch and the brute force read. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "idx.h"
+#include "kernels.h"
+
+static uint64_t rng_state = 0x2545F4914F6CDD1DULL;
+static uint64_t rnd(void) /* splitmix64 */
+{
+    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+/* Approximately normal (sum of four 16-bit uniforms, variance 1): plenty for
+ * random directions, and fast enough for 400M samples. */
+static float gauss(void)
+{
+    uint64_t r = rnd();
+    int s = (int)(r & 0xffff) + (int)(r >> 16 & 0xffff) + (int)(r >> 32 & 0xffff) + (int)(r >> 48);
+    return (float)((s - 131070) * (1.7320508 / 65536.0));
+}
+
+static void normalise(float *v, int dim)
+{
+    double s = 0;
+    for (int d = 0; d < dim; d++)
+        s += (double)v[d] * v[d];
+    s = s > 0 ? 1 / sqrt(s) : 0;
+    for (int d = 0; d < dim; d++)
+        v[d] = (float)(v[d] * s);
+}
+
+static void unit(float *v, int dim)
+{
+    for (int d = 0; d < dim; d++)
+        v[d] = gauss();
+    normalise(v, dim);
+}
+
+/* n + nq vectors into base and queries: see the header comment. */
+static void make_data(int dim, long n, int nq, float *base, float *queries)
+{
+    enum { NTOPIC = 50, NCENTRE = 500 };
+    float *common = malloc(sizeof(float) * dim), *topic = malloc(sizeof(float) * dim * NTOPIC);
+    float *centre = malloc(sizeof(float) * dim * NCENTRE), *tmp = malloc(sizeof(float) * dim);
+    unit(common, dim);
+    for (int t = 0; t < NTOPIC; t++)
+        unit(topic + (size_t)t * dim, dim);
+    for (int j = 0; j < NCENTRE; j++) {
+        unit(tmp, dim);
+        for (int d = 0; d < dim; d++)
+            centre[(size_t)j * dim + d] = topic[(size_t)(j % NTOPIC) * dim + d] + tmp[d];
+        normalise(centre + (size_t)j * dim, dim);
+    }
+    for (long i = 0; i < n + nq; i++) {
+        float *v = i < n ? base + (size_t)i * dim : queries + (size_t)(i - n) * dim;
+        const float *c = centre + (size_t)(rnd() % NCENTRE) * dim;
+        float noise = 0.6f + 0.5f * (float)(rnd() >> 11) * (1.0f / 9007199254740992.0f);
+        unit(v, dim);
+        for (int d = 0; d < dim; d++)
+            v[d] = 0.7f * common[d] + 0.8f * c[d] + noise * v[d];
+        normalise(v, dim);
+    }
+    free(common);
+    free(topic);
+    free(centre);
+    free(tmp);
+}
+
+/* Exact top 10 per query: truth[q*10..], scores in double. */
+static void exact_truth(int dim, long n, int nq, const float *base, const float *queries,
+                        uint32_t *truth, double *truth_s)
+{
+    enum { T = 30, CH = 4096 };
+    float *S = malloc(sizeof(float) * nq * CH), *ts = malloc(sizeof(float) * nq * T);
+    uint32_t *ti = malloc(sizeof(uint32_t) * nq * T);
+    int *tn = calloc(nq, sizeof(int));
+    for (long c0 = 0; c0 < n; c0 += CH) {
+        int m = n - c0 < CH ? (int)(n - c0) : CH;
+        k_linear(nq, m, dim, queries, dim, base + (size_t)c0 * dim, NULL, S, m);
+        for (int q = 0; q < nq; q++) {
+            float *a = ts + q * T;
+            uint32_t *ai = ti + q * T;
+            for (int i = 0; i < m; i++) {
+                float s = S[(size_t)q * m + i];
+                if (tn[q] == T && s <= a[T - 1])
+                    continue;
+                int j = tn[q] < T ? tn[q]++ : T - 1;
+                for (; j > 0 && a[j - 1] < s; j--) {
+                    a[j] = a[j - 1];
+                    ai[j] = ai[j - 1];
+                }
+                a[j] = s;
+                ai[j] = (uint32_t)(c0 + i);
+            }
+        }
+    }
+    for (int q = 0; q < nq; q++) {
+        double s[T];
+        uint32_t id[T];
+        for (int i = 0; i < T; i++) {
+            id[i] = ti[q * T + i];
+            double v = 0;
+            for (int d = 0; d < dim; d++)
+                v += (double)queries[(size_t)q * dim + d] * base[(size_t)id[i] * dim + d];
+            s[i] = v;
+            uint32_t iv = id[i];
+            int j = i;
+            for (; j > 0 && (s[j - 1] < v || (s[j - 1] == v && id[j - 1] > iv)); j--) {
+                s[j] = s[j - 1];
+                id[j] = id[j - 1];
+            }
+            s[j] = v;
+            id[j] = iv;
+        }
+        memcpy(truth + q * 10, id, sizeof(uint32_t) * 10);
+        memcpy(truth_s + q * 10, s, sizeof(double) * 10);
+    }
+    free(S);
+    free(ts);
+    free(ti);
+    free(tn);
+}
+
+typedef struct data {
+    int dim;
+    long n;
+    const float *base, *queries;
+    const uint32_t *truth;
+    const double *truth_s;
+} data;
+
+/* Top 10 equal to the exact one, position by position, up to 1e-6 in score. */
+static int match(const data *D, int q, const idx_hit *h, int n)
+{
+    if (n < 10)
+        return 0;
+    for (int i = 0; i < 10; i++) {
+        double v = 0;
+        for (int d = 0; d < D->dim; d++)
+            v += (double)D->queries[(size_t)q * D->dim + d] * D->base[(size_t)h[i].slot * D->dim + d];
+        if (fabs(v - D->truth_s[q * 10 + i]) > 1e-6)
+            return 0;
+    }
+    return 1;
+}
+
+static int fetch_mem(void *ctx, const uint32_t *slots, int n, float *vecs, jm_err *err)
+{
+    (void)err;
+    const data *D = ctx;
+    for (int i = 0; i < n; i++)
+        memcpy(vecs + (size_t)i * D->dim, D->base + (size_t)slots[i] * D->dim, sizeof(float) * D->dim);
+    return JM_OK;
+}
+
+/* VmRSS (or with peak, VmHWM) of this process in KiB, -1 if unknown. */
+static long rss_kb(int peak)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    const char *key = peak ? "VmHWM:" : "VmRSS:";
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, key, 6) == 0)
+            kb = atol(line + 6);
+    if (f)
+        fclose(f);
+    return kb;
+}
+
+static int cmpd(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Runs nq queries; prints p50/p99 latency and recall. exact: idx_search_exact. */
+static void run_queries(const char *what, const idx *x, const data *D, int nq, int exact)
+{
+    double *lat = malloc(sizeof(double) * nq);
+    int ok = 0, errs = 0;
+    jm_err e;
+    for (int q = 0; q < nq; q++) {
+        idx_hit h[10];
+        int n = 0;
+        const float *qv = D->queries + (size_t)q * D->dim;
+        double t0 = jm_now();
+        int rc = exact ? idx_search_exact(x, qv, 10, 0, NULL, fetch_mem, (void *)D, h, &n, &e)
+                       : idx_search(x, qv, 10, NULL, h, &n, &e);
+        lat[q] = (jm_now() - t0) * 1e3;
+        errs += rc != JM_OK;
+        ok += match(D, q, h, n);
+    }
+    qsort(lat, nq, sizeof(double), cmpd);
+    printf("  %-34s p50 %7.3f ms  p99 %7.3f ms  top-10 = exact on %5.1f%% of %d%s\n", what,
+           lat[nq / 2], lat[(int)(nq * 0.99)], 100.0 * ok / nq, nq, errs ? "  (ERRORS)" : "");
+    free(lat);
+}
+
+static void bench_n(int dim, long n, int nq, int int8_only)
+{
+    printf("N = %ld, dim %d, %d queries, kernel %s\n", n, dim, nq, idx_isa());
+    float *base = malloc(sizeof(float) * dim * n), *queries = malloc(sizeof(float) * dim * nq);
+    uint32_t *truth = malloc(sizeof(uint32_t) * nq * 10);
+    double *truth_s = malloc(sizeof(double) * nq * 10);
+    if (!base || !queries || !truth || !truth_s) {
+        fprintf(stderr, "bench_idx: out of memory for N = %ld\n", n);
+        exit(1);
+    }
+    double t0 = jm_now();
+    make_data(dim, n, nq, base, queries);
+    double tgen = jm_now() - t0;
+    t0 = jm_now();
+    exact_truth(dim, n, nq, base, queries, truth, truth_s);
+    printf("  data %.1f s, brute-force truth %.1f s\n", tgen, jm_now() - t0);
+    data D = {dim, n, base, queries, truth, truth_s};
+
+    jm_err e;
+    idx *x;
+    long rss0 = rss_kb(0);
+    t0 = jm_now();
+    if (idx_new(dim, &x, &e)) {
+        fprintf(stderr, "bench_idx: %s\n", e.msg);
+        exit(1);
+    }
+    for (long i = 0; i < n; i++)
+        if (idx_set(x, (uint32_t)i, base + (size_t)i * dim, &e)) {
+            fprintf(stderr, "bench_idx: %s\n", e.msg);
+            exit(1);
+        }
+    double tb = jm_now() - t0;
+    long rss1 = rss_kb(0), hwm = rss_kb(1);
+    size_t b = idx_bytes(x);
+    printf("  build (idx_set x N, growing by doubling) %.2f s = %.2f us/vector\n", tb, tb * 1e6 / n);
+    printf("  idx_bytes %.1f MiB = %.1f bytes/vector; RSS grew by %.1f MiB (peak: %.1f MiB)\n",
+           b / 1048576.0, (double)b / n, (rss1 - rss0) / 1024.0, (hwm - rss0) / 1024.0);
+    run_queries("idx_search k=10", x, &D, nq, 0);
+    run_queries("idx_search_exact k=10 (100 cand)", x, &D, nq, 1);
+
+    if (int8_only) {
+        idx_set_prefilter(x, SIZE_MAX, IDX_PREFILTER_KEEP, &e);
+        int q8 = nq < 200 ? nq : 200;
+        printf("  without the sign prefilter (idx_bytes %.1f MiB):\n", idx_bytes(x) / 1048576.0);
+        run_queries("idx_search k=10, int8 scan", x, &D, q8, 0);
+        run_queries("idx_search_exact, int8 scan", x, &D, q8, 1);
+        printf("  (int8 scan reads %.0f MB per query)\n", (double)n * dim / 1e6);
+    }
+
+    /* Stream mode: one query over all vectors in chunks of 4096. */
+    idx_topk *t = idx_topk_new(10);
+    uint32_t *slots = malloc(sizeof(uint32_t) * 4096);
+    t0 = jm_now();
+    for (long i = 0; i < n; i += 4096) {
+        int m = n - i < 4096 ? (int)(n - i) : 4096;
+        for (int j = 0; j < m; j++)
+            slots[j] = (uint32_t)(i + j);
+        idx_topk_add_f32(t, queries, base + (size_t)i * dim, slots, m, dim);
+    }
+    double ts = jm_now() - t0;
+    idx_hit h[10];
+    int nh = idx_topk_result(t, h);
+    printf("  idx_topk over all N float32 vectors: %.1f ms (%.1f GB/s), top-10 = exact: %s\n",
+           ts * 1e3, (double)n * dim * 4 / ts / 1e9, match(&D, 0, h, nh) ? "yes" : "NO");
+    idx_topk_free(t);
+    free(slots);
+    idx_free(x);
+    free(base);
+    free(queries);
+    free(truth);
+    free(truth_s);
+}
+
+int main(int argc, char **argv)
+{
+    long ns[8];
+    int nn = 0, nq = 1000, dim = 384, int8_only = 1;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--n") && i + 1 < argc && nn < 8)
+            ns[nn++] = atol(argv[++i]);
+        else if (!strcmp(argv[i], "--queries") && i + 1 < argc)
+            nq = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--dim") && i + 1 < argc)
+            dim = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--no-int8-only"))
+            int8_only = 0;
+        else {
+            fprintf(stderr, "usage: bench_idx [--n N]... [--queries Q] [--dim D] [--no-int8-only]\n");
+            return 2;
+        }
+    }
+    if (!nn) {
+        ns[nn++] = 100000;
+        ns[nn++] = 1000000;
+    }
+    if (nq < 1 || dim < 1) {
+        fprintf(stderr, "bench_idx: bad --queries or --dim\n");
+        return 2;
+    }
+    k_init();
+    printf("bench_idx: one thread, kernel %s, prefilter from %d live vectors (keep %d)\n", idx_isa(),
+           IDX_PREFILTER_MIN, IDX_PREFILTER_KEEP);
+    for (int i = 0; i < nn; i++)
+        bench_n(dim, ns[i], nq, int8_only);
+    return 0;
+}

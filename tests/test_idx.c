@@ -1,0 +1,705 @@
+/* test_idx.c - the vector index: every scan kernel against the scalar
+ * reference (int8 and Hamming results must be identical, float32 within
+ * 2e-6), top-k order and ties, the allow bitmap, remove/replace, growth,
+ * errors, the streaming accumulator, concurrent searches, and the recall of
+ * idx_search_exact against an exact float32 brute force on clustered data
+ * that looks like job embeddings. */
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "idx.h"
+#include "kernels.h"
+
+/* ---- Random numbers and data ---- */
+
+static uint64_t rng_state = 0x853c49e6748fea9bULL;
+static uint64_t rnd(void) /* splitmix64 */
+{
+    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+static double unif(void) { return (double)(rnd() >> 11) * (1.0 / 9007199254740992.0); }
+static double gauss(void)
+{
+    double u = unif() + 1e-300, v = unif();
+    return sqrt(-2 * log(u)) * cos(6.283185307179586 * v);
+}
+
+static void normalise(float *v, int dim)
+{
+    double s = 0;
+    for (int d = 0; d < dim; d++)
+        s += (double)v[d] * v[d];
+    s = s > 0 ? 1 / sqrt(s) : 0;
+    for (int d = 0; d < dim; d++)
+        v[d] = (float)(v[d] * s);
+}
+
+static void unit(float *v, int dim)
+{
+    for (int d = 0; d < dim; d++)
+        v[d] = (float)gauss();
+    normalise(v, dim);
+}
+
+/* Clustered unit vectors shaped like sentence embeddings of job ads, not
+ * isotropic noise: a direction common to all (the mean has norm ~0.5 and two
+ * unrelated vectors have cosine ~0.25, as for all-MiniLM-L6-v2 on O*NET
+ * texts), 500 cluster centres grouped in 50 topics, and per-vector noise of
+ * varying strength, so that a query's neighbours sit at cosine ~0.65 with
+ * gaps of ~0.003 between consecutive ones: many near-ties. */
+typedef struct gen {
+    int dim, ncentre;
+    float *common, *centre; /* [dim], [ncentre][dim] */
+} gen;
+
+static void gen_init(gen *g, int dim, int ntopic, int ncentre)
+{
+    g->dim = dim;
+    g->ncentre = ncentre;
+    g->common = malloc(sizeof(float) * dim);
+    g->centre = malloc(sizeof(float) * dim * ncentre);
+    float *topic = malloc(sizeof(float) * dim * ntopic), *tmp = malloc(sizeof(float) * dim);
+    unit(g->common, dim);
+    for (int t = 0; t < ntopic; t++)
+        unit(topic + (size_t)t * dim, dim);
+    for (int j = 0; j < ncentre; j++) {
+        float *c = g->centre + (size_t)j * dim;
+        const float *tp = topic + (size_t)(j % ntopic) * dim;
+        unit(tmp, dim);
+        for (int d = 0; d < dim; d++)
+            c[d] = tp[d] + tmp[d];
+        normalise(c, dim);
+    }
+    free(topic);
+    free(tmp);
+}
+
+static void gen_vec(const gen *g, float *out)
+{
+    const float *c = g->centre + (size_t)(rnd() % (uint64_t)g->ncentre) * g->dim;
+    float noise = 0.6f + 0.5f * (float)unif();
+    unit(out, g->dim);
+    for (int d = 0; d < g->dim; d++)
+        out[d] = 0.7f * g->common[d] + 0.8f * c[d] + noise * out[d];
+    normalise(out, g->dim);
+}
+
+static void gen_free(gen *g)
+{
+    free(g->common);
+    free(g->centre);
+}
+
+static double ddot(const float *a, const float *b, int dim)
+{
+    double s = 0;
+    for (int d = 0; d < dim; d++)
+        s += (double)a[d] * b[d];
+    return s;
+}
+
+/* ---- Kernels against the reference ---- */
+
+static void test_kernels(void)
+{
+    idx_kernel kv[4];
+    int nv = idx_kernel_variants(kv, 4);
+    CHECK(nv >= 1 && strcmp(kv[0].name, "scalar") == 0, "first variant is %s", kv[0].name);
+    printf("kernels: %d variant(s), searches use %s\n", nv, idx_isa());
+    static const int dims[] = {1, 7, 31, 32, 33, 63, 100, 383, 384, 385, 769};
+    enum { N = 1037 };
+    for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++) {
+        int dim = dims[di];
+        int8_t *codes = malloc((size_t)N * dim + 32);
+        int8_t *q = calloc(((size_t)dim + 31) / 32 * 32 + 32, 1);
+        uint32_t slots[N], perm[N];
+        int32_t ref[N], got[N];
+        for (int i = 0; i < N * dim; i++)
+            codes[i] = (int8_t)((int)(rnd() % 255) - 127);
+        /* Extremes in the first two rows: the largest sums the kernel must
+         * get right without saturating. */
+        for (int d = 0; d < dim; d++) {
+            codes[d] = 127;
+            codes[dim + d] = -127;
+        }
+        for (int d = 0; d < dim; d++)
+            q[d] = (int8_t)((int)(rnd() % 255) - 127);
+        q[0] = -127;
+        for (int i = 0; i < N; i++)
+            slots[i] = (uint32_t)i;
+        for (int i = 0; i < N; i++)
+            perm[i] = (uint32_t)(rnd() % N);
+        kv[0].dot_i8(q, codes, (size_t)dim, slots, N, ref);
+        int64_t naive = 0;
+        for (int d = 0; d < dim; d++)
+            naive += (int64_t)q[d] * codes[(size_t)5 * dim + d];
+        CHECK(ref[5] == naive, "dim %d: reference dot %d, naive %lld", dim, ref[5], (long long)naive);
+        for (int v = 1; v < nv; v++) {
+            kv[v].dot_i8(q, codes, (size_t)dim, slots, N, got);
+            CHECK(memcmp(ref, got, sizeof ref) == 0, "%s: dot_i8 dim %d contiguous differs", kv[v].name, dim);
+            /* Gathered rows, and short runs that exercise the 4-row tail. */
+            int32_t ref2[N];
+            kv[0].dot_i8(q, codes, (size_t)dim, perm, N, ref2);
+            kv[v].dot_i8(q, codes, (size_t)dim, perm, N, got);
+            CHECK(memcmp(ref2, got, sizeof ref2) == 0, "%s: dot_i8 dim %d gathered differs", kv[v].name, dim);
+            for (int n = 0; n < 7; n++) {
+                kv[v].dot_i8(q, codes, (size_t)dim, perm + 11, n, got);
+                CHECK(memcmp(ref2 + 11, got, sizeof(int32_t) * n) == 0, "%s: dot_i8 dim %d n %d", kv[v].name, dim, n);
+            }
+        }
+
+        /* float32 dot on unit-ish vectors. */
+        float *fq = malloc(sizeof(float) * dim), *fv = malloc(sizeof(float) * dim * 37);
+        float fr[37], fg[37];
+        unit(fq, dim);
+        for (int i = 0; i < 37; i++)
+            unit(fv + (size_t)i * dim, dim);
+        kv[0].dot_f32(fq, fv, dim, 37, fr);
+        double worst = 0;
+        for (int i = 0; i < 37; i++)
+            worst = fmax(worst, fabs(fr[i] - ddot(fq, fv + (size_t)i * dim, dim)));
+        CHECK(worst < 2e-6, "scalar dot_f32 dim %d off by %g", dim, worst);
+        for (int v = 1; v < nv; v++) {
+            kv[v].dot_f32(fq, fv, dim, 37, fg);
+            worst = 0;
+            for (int i = 0; i < 37; i++)
+                worst = fmax(worst, fabs(fr[i] - fg[i]));
+            CHECK(worst < 2e-6, "%s: dot_f32 dim %d differs by %g", kv[v].name, dim, worst);
+        }
+        free(fq);
+        free(fv);
+        free(codes);
+        free(q);
+    }
+
+    /* Hamming distances and the bound mask, for 1..7 words and short runs. */
+    for (int words = 1; words <= 7; words++) {
+        enum { NB = 200 };
+        uint64_t *bits = malloc(sizeof(uint64_t) * words * NB), qb[7];
+        for (int i = 0; i < words * NB; i++)
+            bits[i] = rnd();
+        for (int w = 0; w < words; w++)
+            qb[w] = rnd();
+        bits[0] = qb[0]; /* distance 0 in word 0 of slot 0 */
+        for (int first = 0; first < 130; first += 61) {
+            for (int n = 1; n <= 64; n += 21) {
+                int bound = words * 32 + (int)(rnd() % 9) - 4;
+                uint16_t dr[64], dg[64];
+                uint64_t mr = kv[0].hamming(qb, bits, words, (uint32_t)first, n, bound, dr);
+                int ok = 1;
+                for (int i = 0; i < n; i++) {
+                    int s = 0;
+                    for (int w = 0; w < words; w++)
+                        s += __builtin_popcountll(qb[w] ^ bits[(size_t)(first + i) * words + w]);
+                    ok &= dr[i] == s && ((mr >> i & 1) == (s <= bound));
+                }
+                ok &= n == 64 || (mr >> n) == 0;
+                CHECK(ok, "scalar hamming words %d first %d n %d", words, first, n);
+                for (int v = 1; v < nv; v++) {
+                    uint64_t mg = kv[v].hamming(qb, bits, words, (uint32_t)first, n, bound, dg);
+                    CHECK(mg == mr && memcmp(dr, dg, sizeof(uint16_t) * n) == 0,
+                          "%s: hamming words %d first %d n %d differs", kv[v].name, words, first, n);
+                }
+            }
+        }
+        free(bits);
+    }
+}
+
+/* ---- Behaviour ---- */
+
+static int sorted_ok(const idx_hit *h, int n)
+{
+    for (int i = 1; i < n; i++)
+        if (h[i - 1].score < h[i].score || (h[i - 1].score == h[i].score && h[i - 1].slot >= h[i].slot))
+            return 0;
+    return 1;
+}
+
+static void test_basics(void)
+{
+    jm_err e;
+    idx *x = NULL;
+    CHECK(idx_new(0, &x, &e) == JM_EINVAL && x == NULL, "dim 0 accepted");
+    CHECK(idx_new(IDX_MAX_DIM + 1, &x, &e) == JM_EINVAL, "huge dim accepted");
+    idx_free(NULL);
+    int dim = 37;
+    CHECK(idx_new(dim, &x, &e) == JM_OK, "idx_new: %s", e.msg);
+    float q[37], v[37];
+    idx_hit out[64];
+    int n = -1;
+    unit(q, dim);
+    CHECK(idx_search(x, q, 5, NULL, out, &n, &e) == JM_OK && n == 0, "empty index gave %d", n);
+    CHECK(idx_count(x) == 0 && idx_slots(x) == 0, "empty counts");
+
+    /* Ties: 20 copies of one vector and 10 of another, less similar. */
+    for (int d = 0; d < dim; d++)
+        v[d] = q[d];
+    for (uint32_t s = 0; s < 40; s += 2)
+        CHECK(idx_set(x, 1000 - s, v, &e) == JM_OK, "set: %s", e.msg);
+    float w[37];
+    for (int d = 0; d < dim; d++)
+        w[d] = d % 2 ? q[d] : -q[d];
+    for (uint32_t s = 0; s < 10; s++)
+        idx_set(x, 3 * s, w, &e);
+    CHECK(idx_count(x) == 30 && idx_slots(x) == 1001, "count %zu slots %u", idx_count(x), idx_slots(x));
+    CHECK(idx_search(x, q, 25, NULL, out, &n, &e) == JM_OK && n == 25, "n = %d", n);
+    CHECK(sorted_ok(out, n), "not sorted by score then slot");
+    int ties_ok = 1;
+    for (int i = 0; i < 20; i++) /* the copies, lowest slot first */
+        ties_ok &= out[i].slot == 962u + 2 * i && out[i].score == out[0].score;
+    for (int i = 20; i < 25; i++)
+        ties_ok &= out[i].slot == 3u * (i - 20);
+    CHECK(ties_ok, "tie order: %u %u ... %u", out[0].slot, out[1].slot, out[20].slot);
+    CHECK(fabsf(out[0].score - 1.0f) < 0.01f, "self score %g", out[0].score);
+    CHECK(fabs(idx_score(x, q, 962) - 1.0) < 0.01, "idx_score %g", idx_score(x, q, 962));
+    CHECK(isnan(idx_score(x, q, 1)) && isnan(idx_score(x, q, 5000)), "idx_score of a dead slot");
+
+    /* k beyond the live count; k = 0; bad k. */
+    CHECK(idx_search(x, q, 64, NULL, out, &n, &e) == JM_OK && n == 30, "k > count gave %d", n);
+    CHECK(idx_search(x, q, 0, NULL, out, &n, &e) == JM_OK && n == 0, "k = 0 gave %d", n);
+    CHECK(idx_search(x, q, -1, NULL, out, &n, &e) == JM_EINVAL, "k < 0 accepted");
+
+    /* Allow bitmap: nothing; only odd slots. */
+    uint64_t allow[16] = {0};
+    CHECK(idx_search(x, q, 10, allow, out, &n, &e) == JM_OK && n == 0, "empty allow gave %d", n);
+    for (int i = 0; i < 16; i++)
+        allow[i] = 0xAAAAAAAAAAAAAAAAULL;
+    CHECK(idx_search(x, q, 64, allow, out, &n, &e) == JM_OK && n == 5, "odd slots: %d", n);
+    int odd = 1;
+    for (int i = 0; i < n; i++)
+        odd &= out[i].slot % 2 == 1;
+    CHECK(odd && out[0].slot == 3 && out[4].slot == 27, "odd slots: %u..%u", out[0].slot, out[n - 1].slot);
+
+    /* Remove, replace, set again. */
+    idx_remove(x, 962);
+    idx_remove(x, 962);   /* twice: no effect */
+    idx_remove(x, 5);     /* never set */
+    idx_remove(x, 99999); /* beyond the end */
+    CHECK(idx_count(x) == 29 && !idx_is_live(x, 962), "count after remove %zu", idx_count(x));
+    idx_search(x, q, 1, NULL, out, &n, &e);
+    CHECK(n == 1 && out[0].slot == 964, "top after remove: %u", out[0].slot);
+    CHECK(idx_set(x, 0, v, &e) == JM_OK, "replace"); /* slot 0 held w */
+    idx_search(x, q, 1, NULL, out, &n, &e);
+    CHECK(n == 1 && out[0].slot == 0 && idx_count(x) == 29, "replaced slot 0 on top: %u", out[0].slot);
+    idx_set(x, 962, w, &e);
+    CHECK(idx_count(x) == 30 && idx_is_live(x, 962), "set after remove");
+    idx_search(x, q, 30, NULL, out, &n, &e);
+    CHECK(out[19].slot == 1000 && out[20].slot == 3, "order after replace: %u %u", out[19].slot, out[20].slot);
+
+    /* Bad input leaves the index as it was. */
+    size_t before = idx_count(x);
+    v[3] = NAN;
+    CHECK(idx_set(x, 7, v, &e) == JM_EINVAL && idx_count(x) == before && !idx_is_live(x, 7),
+          "NaN vector accepted");
+    v[3] = INFINITY;
+    CHECK(idx_set(x, 7, v, &e) == JM_EINVAL, "inf vector accepted");
+    v[3] = 0;
+    CHECK(idx_set(x, IDX_MAX_SLOT + 1, v, &e) == JM_EINVAL, "slot beyond IDX_MAX_SLOT accepted");
+    q[0] = NAN;
+    CHECK(idx_search(x, q, 3, NULL, out, &n, &e) == JM_EINVAL && n == 0, "NaN query accepted");
+    CHECK(idx_set_prefilter(x, 10, 0, &e) == JM_EINVAL, "keep 0 accepted");
+    q[0] = 0;
+
+    /* A zero vector is stored and scores 0. */
+    float z[37] = {0};
+    CHECK(idx_set(x, 2000, z, &e) == JM_OK, "zero vector");
+    CHECK(idx_score(x, q, 2000) == 0, "zero vector score");
+    idx_free(x);
+}
+
+static void test_growth(void)
+{
+    jm_err e;
+    idx *x;
+    int dim = 385;
+    idx_new(dim, &x, &e);
+    float *v = malloc(sizeof(float) * dim), *q = malloc(sizeof(float) * dim);
+    unit(q, dim);
+    /* 2001 vectors at slots 0, 50, 100, ...: capacity doubles 64 -> 131072
+     * (12 reallocations); every vector must survive each copy. */
+    float first[3];
+    size_t bytes0 = 0;
+    int ok = 1;
+    for (uint32_t i = 0; i <= 2000; i++) {
+        unit(v, dim);
+        ok &= idx_set(x, i * 50, v, &e) == JM_OK;
+        if (i < 3)
+            first[i] = idx_score(x, q, i * 50);
+        if (i == 0)
+            bytes0 = idx_bytes(x);
+    }
+    CHECK(ok, "sets during growth");
+    CHECK(idx_count(x) == 2001 && idx_slots(x) == 100001, "count %zu slots %u", idx_count(x), idx_slots(x));
+    CHECK(idx_score(x, q, 0) == first[0] && idx_score(x, q, 50) == first[1] && idx_score(x, q, 100) == first[2],
+          "vectors changed by growth");
+    size_t b = idx_bytes(x);
+    CHECK(b > bytes0 && b >= (size_t)100001 * dim && b < (size_t)131072 * (dim + 8) + 4096,
+          "idx_bytes %zu", b);
+    idx_hit out[10];
+    int n;
+    CHECK(idx_search(x, q, 10, NULL, out, &n, &e) == JM_OK && n == 10 && sorted_ok(out, n), "search after growth");
+    int mult = 1;
+    for (int i = 0; i < n; i++)
+        mult &= out[i].slot % 50 == 0;
+    CHECK(mult, "search returned a slot never set");
+    /* idx_reserve: no reallocation needed afterwards. */
+    CHECK(idx_reserve(x, 300000, &e) == JM_OK && idx_bytes(x) > b, "reserve");
+    CHECK(idx_reserve(x, IDX_MAX_SLOT + 2u, &e) == JM_EINVAL, "reserve too much");
+    CHECK(idx_score(x, q, 50) == first[1], "reserve lost data");
+    free(v);
+    free(q);
+    idx_free(x);
+}
+
+/* ---- Recall on clustered data ---- */
+
+typedef struct dataset {
+    int dim, n, nq;
+    float *base, *queries; /* [n][dim], [nq][dim] */
+    uint32_t *truth;       /* [nq][10] exact top 10 (score desc, slot asc) */
+    double *truth_s;       /* [nq][10] their scores in double */
+} dataset;
+
+/* Exact top 10 of every query: scores of all pairs with BLAS, the best 30
+ * of each query re-scored in double precision and sorted. */
+static void exact_truth(dataset *ds)
+{
+    enum { T = 30, CH = 2048 };
+    int dim = ds->dim, nq = ds->nq;
+    float *S = malloc(sizeof(float) * nq * CH), *ts = malloc(sizeof(float) * nq * T);
+    uint32_t *ti = malloc(sizeof(uint32_t) * nq * T);
+    int *tn = calloc(nq, sizeof(int));
+    for (int c0 = 0; c0 < ds->n; c0 += CH) {
+        int m = ds->n - c0 < CH ? ds->n - c0 : CH;
+        k_linear(nq, m, dim, ds->queries, dim, ds->base + (size_t)c0 * dim, NULL, S, m);
+        for (int q = 0; q < nq; q++) {
+            float *a = ts + q * T;
+            uint32_t *ai = ti + q * T;
+            for (int i = 0; i < m; i++) {
+                float s = S[(size_t)q * m + i];
+                if (tn[q] == T && s <= a[T - 1])
+                    continue;
+                int j = tn[q] < T ? tn[q]++ : T - 1;
+                for (; j > 0 && a[j - 1] < s; j--) {
+                    a[j] = a[j - 1];
+                    ai[j] = ai[j - 1];
+                }
+                a[j] = s;
+                ai[j] = (uint32_t)(c0 + i);
+            }
+        }
+    }
+    ds->truth = malloc(sizeof(uint32_t) * nq * 10);
+    ds->truth_s = malloc(sizeof(double) * nq * 10);
+    for (int q = 0; q < nq; q++) {
+        double s[T];
+        uint32_t id[T];
+        for (int i = 0; i < T; i++) {
+            id[i] = ti[q * T + i];
+            s[i] = ddot(ds->queries + (size_t)q * dim, ds->base + (size_t)id[i] * dim, dim);
+            int j = i;
+            for (; j > 0 && (s[j - 1] < s[i] || (s[j - 1] == s[i] && id[j - 1] > id[i])); j--)
+                ;
+            double sv = s[i];
+            uint32_t iv = id[i];
+            memmove(s + j + 1, s + j, sizeof(double) * (i - j));
+            memmove(id + j + 1, id + j, sizeof(uint32_t) * (i - j));
+            s[j] = sv;
+            id[j] = iv;
+        }
+        memcpy(ds->truth + q * 10, id, sizeof(uint32_t) * 10);
+        memcpy(ds->truth_s + q * 10, s, sizeof(double) * 10);
+    }
+    free(S);
+    free(ts);
+    free(ti);
+    free(tn);
+}
+
+static void dataset_make(dataset *ds, int dim, int n, int nq)
+{
+    gen g;
+    gen_init(&g, dim, 50, 500);
+    ds->dim = dim;
+    ds->n = n;
+    ds->nq = nq;
+    ds->base = malloc(sizeof(float) * dim * n);
+    ds->queries = malloc(sizeof(float) * dim * nq);
+    for (int i = 0; i < n; i++)
+        gen_vec(&g, ds->base + (size_t)i * dim);
+    for (int i = 0; i < nq; i++)
+        gen_vec(&g, ds->queries + (size_t)i * dim);
+    gen_free(&g);
+    exact_truth(ds);
+}
+
+static void dataset_free(dataset *ds)
+{
+    free(ds->base);
+    free(ds->queries);
+    free(ds->truth);
+    free(ds->truth_s);
+}
+
+/* 1 if hits h[0..10) are the exact top 10: same slots in the same order
+ * (strict), or (tolerant) each position's exact score equals the true one
+ * within 1e-6, which forgives swaps of near-equal scores that float32 and
+ * double order differently. */
+static int top10_match(const dataset *ds, int q, const idx_hit *h, int n, int strict)
+{
+    if (n < 10)
+        return 0;
+    for (int i = 0; i < 10; i++) {
+        if (strict) {
+            if (h[i].slot != ds->truth[q * 10 + i])
+                return 0;
+        } else {
+            double s = ddot(ds->queries + (size_t)q * ds->dim, ds->base + (size_t)h[i].slot * ds->dim, ds->dim);
+            if (fabs(s - ds->truth_s[q * 10 + i]) > 1e-6)
+                return 0;
+        }
+    }
+    return 1;
+}
+
+typedef struct fetch_ctx {
+    const dataset *ds;
+    int calls, fail, missing; /* fail: return an error; missing: report this slot as gone */
+} fetch_ctx;
+
+static int fetch_mem(void *ctx, const uint32_t *slots, int n, float *vecs, jm_err *err)
+{
+    fetch_ctx *f = ctx;
+    f->calls++;
+    if (f->fail)
+        return jm_fail(err, JM_EIO, "fetch failed on purpose");
+    for (int i = 0; i < n; i++) {
+        if (i > 0 && slots[i] <= slots[i - 1])
+            return jm_fail(err, JM_EINVAL, "slots not ascending");
+        memcpy(vecs + (size_t)i * f->ds->dim, f->ds->base + (size_t)slots[i] * f->ds->dim,
+               sizeof(float) * f->ds->dim);
+        if ((int)slots[i] == f->missing)
+            vecs[(size_t)i * f->ds->dim] = NAN;
+    }
+    return JM_OK;
+}
+
+static void recall_run(const dataset *ds, idx *x, const char *what)
+{
+    jm_err e;
+    fetch_ctx fc = {ds, 0, 0, -1};
+    int ok = 0, strict = 0, approx = 0, errs = 0;
+    idx_hit h[10];
+    int n;
+    for (int q = 0; q < ds->nq; q++) {
+        const float *qv = ds->queries + (size_t)q * ds->dim;
+        errs += idx_search_exact(x, qv, 10, 0, NULL, fetch_mem, &fc, h, &n, &e) != JM_OK;
+        ok += top10_match(ds, q, h, n, 0);
+        strict += top10_match(ds, q, h, n, 1);
+        errs += !sorted_ok(h, n);
+        errs += idx_search(x, qv, 10, NULL, h, &n, &e) != JM_OK;
+        approx += top10_match(ds, q, h, n, 0);
+    }
+    printf("recall %s: idx_search_exact top-10 equal on %.1f%% of %d queries (%.1f%% slot-for-slot); "
+           "idx_search alone %.1f%%\n",
+           what, 100.0 * ok / ds->nq, ds->nq, 100.0 * strict / ds->nq, 100.0 * approx / ds->nq);
+    CHECK(errs == 0 && fc.calls == ds->nq, "%s: %d errors, %d fetches", what, errs, fc.calls);
+    CHECK(ok >= ds->nq * 99 / 100, "%s: top-10 equal on %d of %d queries", what, ok, ds->nq);
+}
+
+static void test_recall(void)
+{
+    dataset ds;
+    dataset_make(&ds, 384, 20011, 1000);
+    jm_err e;
+    idx *x;
+    idx_new(ds.dim, &x, &e);
+    int ok = 1;
+    for (int i = 0; i < ds.n; i++)
+        ok &= idx_set(x, (uint32_t)i, ds.base + (size_t)i * ds.dim, &e) == JM_OK;
+    CHECK(ok && idx_count(x) == (size_t)ds.n, "loading %d vectors", ds.n);
+    recall_run(&ds, x, "int8 scan");
+    /* The sign-code prefilter, forced on at this size with a keep (800 =
+     * 4% of N) as small relative to N as the default is at 100k. */
+    CHECK(idx_set_prefilter(x, 1000, 800, &e) == JM_OK, "prefilter on");
+    size_t b = idx_bytes(x);
+    CHECK(b >= (size_t)ds.n * (ds.dim + ds.dim / 8), "bytes with sign codes: %zu", b);
+    recall_run(&ds, x, "sign prefilter + int8");
+
+    /* Allow bitmap through the prefilter: only slots = 1 mod 3. */
+    uint64_t *allow = calloc((ds.n + 63) / 64, sizeof(uint64_t));
+    for (int i = 1; i < ds.n; i += 3)
+        allow[i / 64] |= 1ULL << (i % 64);
+    fetch_ctx fc = {&ds, 0, 0, -1};
+    idx_hit h[10];
+    int n, bad = 0;
+    for (int q = 0; q < 20; q++) {
+        idx_search_exact(x, ds.queries + (size_t)q * ds.dim, 10, 0, allow, fetch_mem, &fc, h, &n, &e);
+        for (int i = 0; i < n; i++)
+            bad += h[i].slot % 3 != 1;
+        bad += n != 10;
+    }
+    CHECK(bad == 0, "allow bitmap with prefilter: %d bad", bad);
+
+    /* Fetch errors pass through; a vector reported missing is skipped. */
+    const float *q0 = ds.queries;
+    fc.fail = 1;
+    CHECK(idx_search_exact(x, q0, 10, 0, NULL, fetch_mem, &fc, h, &n, &e) == JM_EIO && n == 0 &&
+              strstr(e.msg, "on purpose"),
+          "fetch error: %s", e.msg);
+    fc.fail = 0;
+    fc.missing = (int)ds.truth[0];
+    idx_search_exact(x, q0, 10, 0, NULL, fetch_mem, &fc, h, &n, &e);
+    int seen = 0;
+    for (int i = 0; i < n; i++)
+        seen |= (int)h[i].slot == fc.missing;
+    CHECK(n == 10 && !seen && h[0].slot == ds.truth[1], "missing vector not skipped");
+    fc.missing = -1;
+    CHECK(idx_search_exact(x, q0, 10, 5, NULL, fetch_mem, &fc, h, &n, &e) == JM_OK && n == 10,
+          "candidates < k is raised to k");
+    /* Removing the true best of query 0 makes the second one first. */
+    idx_remove(x, ds.truth[0]);
+    idx_search_exact(x, q0, 10, 0, NULL, fetch_mem, &fc, h, &n, &e);
+    CHECK(n == 10 && h[0].slot == ds.truth[1], "removed slot returned");
+    /* Replacing a vector after the sign codes exist recomputes its code. */
+    CHECK(idx_set(x, 12345, q0, &e) == JM_OK, "replace");
+    idx_search_exact(x, q0, 10, 0, NULL, fetch_mem, &fc, h, &n, &e);
+    idx_hit ha[10];
+    int na = 0;
+    idx_search(x, q0, 10, NULL, ha, &na, &e);
+    CHECK(na == 10 && ha[0].slot == 12345 && ha[0].score > 0.99f, "replaced vector not found first: %u %g",
+          ha[0].slot, ha[0].score);
+    /* A huge candidate count is bounded by the live count. */
+    CHECK(idx_search_exact(x, q0, 10, 2000000000, allow, fetch_mem, &fc, h, &n, &e) == JM_OK && n == 10,
+          "huge candidates: %s", e.msg);
+    /* Switching the prefilter off frees the sign codes; results stay. */
+    size_t with = idx_bytes(x);
+    CHECK(idx_set_prefilter(x, SIZE_MAX, 1, &e) == JM_OK && idx_bytes(x) < with - (size_t)ds.n * 40,
+          "sign codes not freed: %zu -> %zu", with, idx_bytes(x));
+    idx_search(x, q0, 10, NULL, h, &n, &e);
+    CHECK(n == 10 && h[0].slot == 12345, "search after prefilter off");
+    free(allow);
+
+    /* Streaming accumulator against the brute force, fed in odd chunks. */
+    idx_topk *t = idx_topk_new(10);
+    CHECK(t != NULL && idx_topk_new(-1) == NULL, "idx_topk_new");
+    uint32_t *slots = malloc(sizeof(uint32_t) * ds.n);
+    for (int i = 0; i < ds.n; i++)
+        slots[i] = (uint32_t)i;
+    int sok = 0;
+    for (int q = 0; q < 100; q++) {
+        const float *qv = ds.queries + (size_t)q * ds.dim;
+        idx_topk_reset(t);
+        for (int i = 0; i < ds.n;) {
+            int m = 1 + (int)(rnd() % 3000);
+            if (m > ds.n - i)
+                m = ds.n - i;
+            idx_topk_add_f32(t, qv, ds.base + (size_t)i * ds.dim, slots + i, m, ds.dim);
+            i += m;
+        }
+        int r1 = idx_topk_result(t, h);
+        idx_hit h2[10];
+        int r2 = idx_topk_result(t, h2); /* unchanged by reading */
+        sok += r1 == 10 && r2 == 10 && memcmp(h, h2, sizeof h) == 0 && sorted_ok(h, 10) &&
+               top10_match(&ds, q, h, r1, 0);
+    }
+    CHECK(sok == 100, "streaming top-10 equal on %d of 100 queries", sok);
+    printf("streaming accumulator: top-10 equal on %d of 100 queries\n", sok);
+    /* A NaN vector is skipped; fewer than k vectors give fewer hits. */
+    idx_topk_reset(t);
+    float *nanv = malloc(sizeof(float) * ds.dim);
+    memcpy(nanv, ds.base, sizeof(float) * ds.dim);
+    nanv[7] = NAN;
+    idx_topk_add_f32(t, ds.queries, nanv, slots, 1, ds.dim);
+    idx_topk_add_f32(t, ds.queries, ds.base + ds.dim, slots + 1, 3, ds.dim);
+    n = idx_topk_result(t, h);
+    CHECK(n == 3 && h[0].slot != 0 && h[1].slot != 0 && h[2].slot != 0, "NaN vector kept: %d", n);
+    idx_topk_free(t);
+    idx_topk *t0 = idx_topk_new(0);
+    idx_topk_add_f32(t0, ds.queries, ds.base, slots, 5, ds.dim);
+    CHECK(t0 && idx_topk_result(t0, h) == 0, "k = 0 accumulator");
+    idx_topk_free(t0);
+    idx_topk_free(NULL);
+    free(nanv);
+    free(slots);
+    idx_free(x);
+    dataset_free(&ds);
+}
+
+/* ---- Concurrent searches ---- */
+
+typedef struct thr_arg {
+    const idx *x;
+    const float *queries;
+    int dim, nq;
+    idx_hit *out; /* [nq][10] */
+    int rc;
+} thr_arg;
+
+static void *thr_main(void *p)
+{
+    thr_arg *a = p;
+    jm_err e;
+    for (int q = 0; q < a->nq; q++) {
+        int n;
+        a->rc |= idx_search(a->x, a->queries + (size_t)q * a->dim, 10, NULL, a->out + q * 10, &n, &e);
+        a->rc |= n != 10;
+    }
+    return NULL;
+}
+
+static void test_threads(void)
+{
+    enum { NQ = 50 };
+    int dim = 64;
+    jm_err e;
+    idx *x;
+    idx_new(dim, &x, &e);
+    idx_set_prefilter(x, 2000, 256, &e); /* both paths: prefilter from 2000 */
+    float *v = malloc(sizeof(float) * dim), *qs = malloc(sizeof(float) * dim * NQ);
+    for (uint32_t i = 0; i < 5000; i++) {
+        unit(v, dim);
+        idx_set(x, i, v, &e);
+    }
+    for (int q = 0; q < NQ; q++)
+        unit(qs + (size_t)q * dim, dim);
+    CHECK(idx_bytes(x) >= (size_t)5000 * (dim + dim / 8), "no sign codes at 5000 vectors");
+    idx_hit *ref = malloc(sizeof(idx_hit) * NQ * 10);
+    thr_arg one = {x, qs, dim, NQ, ref, 0};
+    thr_main(&one);
+    pthread_t th[3];
+    thr_arg a[3];
+    for (int i = 0; i < 3; i++) {
+        a[i] = (thr_arg){x, qs, dim, NQ, malloc(sizeof(idx_hit) * NQ * 10), 0};
+        pthread_create(&th[i], NULL, thr_main, &a[i]);
+    }
+    int same = 1;
+    for (int i = 0; i < 3; i++) {
+        pthread_join(th[i], NULL);
+        same &= a[i].rc == 0 && memcmp(a[i].out, ref, sizeof(idx_hit) * NQ * 10) == 0;
+        free(a[i].out);
+    }
+    CHECK(one.rc == 0 && same, "concurrent searches differ");
+    free(ref);
+    free(v);
+    free(qs);
+    idx_free(x);
+}
+
+int main(void)
+{
+    k_init();
+    test_kernels();
+    test_basics();
+    test_growth();
+    test_threads();
+    test_recall();
+    return CHECK_DONE("test_idx");
+}
