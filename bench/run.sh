@@ -1,8 +1,33 @@
 #!/bin/sh
-# Runs the benchmarks and prints their figures. Run on an idle machine.
+# Runs every benchmark and prints its figures (BENCHMARKS.md records them).
+# Run on an idle machine: nothing else building or testing.
+#   sh bench/run.sh [embed|store|quality|calibrate|idx|rank ...]   (default: all)
 set -eu
 BUILD=${BUILD:-build}
 cd "$(dirname "$0")/.."
 ONET=${JOBMATCH_ONET:-../shared/data/onet}
-"$BUILD"/bench/bench_embed --onet "$ONET" "$@"
-sh bench/bench_store.sh
+what=${*:-embed store quality calibrate idx rank}
+onet_db=$BUILD/bench-onet.db
+
+onet_store() { # the O*NET jobs, embedded (made once, reused)
+    "$BUILD"/jobmatch import-onet --db "$onet_db" "$ONET" >/dev/null
+    "$BUILD"/jobmatch embed --db "$onet_db" --progress none >/dev/null
+}
+
+for w in $what; do
+    echo "## $w"
+    case $w in
+    embed) "$BUILD"/bench/bench_embed --onet "$ONET" ;;
+    store) sh bench/bench_store.sh ;;
+    quality) onet_store; "$BUILD"/bench/quality --db "$onet_db" --onet "$ONET" ;;
+    calibrate) "$BUILD"/bench/calibrate --onet "$ONET" 2>/dev/null ;;
+    idx) "$BUILD"/bench/bench_idx ;;
+    rank)
+        onet_store
+        # the first run generates the 100,000-job store; the second measures
+        # in a clean process
+        [ -f "$BUILD/bench-100k.db" ] || "$BUILD"/bench/bench_rank --onet-db "$onet_db" --db "$BUILD/bench-100k.db" --jobs 100000 --queries 5 >/dev/null
+        "$BUILD"/bench/bench_rank --onet-db "$onet_db" --db "$BUILD/bench-100k.db" --jobs 100000 --queries 1000 --stream 20 ;;
+    *) echo "bench/run.sh: unknown benchmark $w" >&2; exit 2 ;;
+    esac
+done

@@ -19,5 +19,7 @@ int cmd_template(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_get_embedding(int argc, char **argv);
+int cmd_recommend(int argc, char **argv);
+int cmd_gap(int argc, char **argv);
 
 #endif

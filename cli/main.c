@@ -207,6 +207,8 @@ static void usage(FILE *f)
             "them with all-MiniLM-L6-v2 in plain C, equal to sentence-transformers.\n"
             "\n"
             "commands:\n"
+            "  recommend    the jobs that fit a person's skills, explained\n"
+            "  gap          skill gap for one job, or what to learn next\n"
             "  import       upsert jobs from CSV or JSON Lines files\n"
             "  import-onet  import the O*NET occupations (the demo corpus)\n"
             "  attach       work on an existing jobs table in place\n"
@@ -248,6 +250,7 @@ int main(int argc, char **argv)
         {"embed-text", cmd_embed_text}, {"import", cmd_import}, {"import-onet", cmd_import_onet},
         {"attach", cmd_attach},         {"template", cmd_template}, {"embed", cmd_embed},
         {"status", cmd_status},         {"migrate", cmd_migrate}, {"get-embedding", cmd_get_embedding},
+        {"recommend", cmd_recommend},   {"gap", cmd_gap},
     };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (!strcmp(cmd, cmds[i].name))

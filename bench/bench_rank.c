@@ -1,0 +1,329 @@
+/* bench_rank - recommendations at scale: load time, memory, latency.
+ *
+ *   bench_rank --onet-db FILE --db FILE --jobs N [--model DIR] [--queries Q] [--stream Q2]
+ *
+ * Makes FILE (unless it already holds N jobs) with N jobs derived from the
+ * O*NET occupations of --onet-db (a store with the O*NET jobs embedded): each
+ * job takes an occupation's title and description, a random 50-100% of its
+ * skills, one of 30 cities (20% remote), a salary range, one of 5,000
+ * companies, an employment type, a seniority and a posting date. Running the
+ * model over 100,000 texts would take most of an hour, so a job's vector is
+ * its occupation's embedding plus Gaussian noise (sigma 0.02 per component),
+ * normalised: close to what the model gives for a variant of the same text.
+ * Vectors are written through the normal claim/commit path, so the store
+ * considers them current.
+ *
+ * Then, in this process: the time rank_open takes to load the index from the
+ * database, the process's RSS with the model and the index loaded, and the
+ * latency of `recommend` (query embedding included, 1 thread) over Q queries of
+ * 3-5 skills drawn from the occupations: p50 and p99. --stream also times
+ * Q2 queries in stream mode. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "bert.h"
+#include "db.h"
+#include "rank.h"
+
+typedef struct occ {
+    char *id, *title, *desc;
+    db_skill *sk;
+    int nsk;
+    float *emb;
+} occ;
+
+typedef struct occs {
+    occ *o;
+    int n, cap, dim;
+} occs;
+
+static int on_occ(void *ctx, const db_row *r)
+{
+    occs *c = ctx;
+    if (!r->emb || r->job.nskills < 3)
+        return 0;
+    if (c->n == c->cap) {
+        c->cap = c->cap ? 2 * c->cap : 1024;
+        c->o = realloc(c->o, sizeof(occ) * (size_t)c->cap);
+    }
+    occ *o = &c->o[c->n++];
+    o->id = strdup(r->job.id);
+    o->title = strdup(r->job.title ? r->job.title : "");
+    o->desc = strdup(r->job.description ? r->job.description : "");
+    o->nsk = r->job.nskills;
+    o->sk = malloc(sizeof(db_skill) * (size_t)o->nsk);
+    for (int i = 0; i < o->nsk; i++) {
+        o->sk[i].name = strdup(r->job.skills[i].name);
+        o->sk[i].required = r->job.skills[i].required;
+    }
+    o->emb = malloc(sizeof(float) * (size_t)c->dim);
+    db_vec_from_le(r->emb, c->dim, o->emb);
+    return 0;
+}
+
+static uint64_t rs = 12345;
+static double ur(void)
+{
+    rs = rs * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (double)(rs >> 11) * (1.0 / 9007199254740992.0);
+}
+static double gauss(void)
+{
+    double u = ur() + 1e-12, v = ur();
+    return sqrt(-2 * log(u)) * cos(6.283185307179586 * v);
+}
+
+static double rss_mb(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    double mb = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmRSS:", 6))
+            mb = atof(line + 6) / 1024.0;
+    if (f)
+        fclose(f);
+    return mb;
+}
+
+static int cmpd(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static const char *cities[] = {"Boston, MA", "Austin, TX", "Denver, CO", "Seattle, WA", "Chicago, IL", "New York, NY",
+                               "San Francisco, CA", "Atlanta, GA", "Miami, FL", "Portland, OR", "Phoenix, AZ",
+                               "Dallas, TX", "Houston, TX", "Detroit, MI", "Minneapolis, MN", "Raleigh, NC",
+                               "Nashville, TN", "Salt Lake City, UT", "Pittsburgh, PA", "Columbus, OH",
+                               "San Diego, CA", "Los Angeles, CA", "Baltimore, MD", "Kansas City, MO",
+                               "St. Louis, MO", "Madison, WI", "Boise, ID", "Omaha, NE", "Tampa, FL", "Remote"};
+
+static int generate(db *d, occs *oc, int64_t n, int dim, const char *model_id)
+{
+    jm_err err = {0};
+    int B = 2000;
+    db_job *js = calloc((size_t)B, sizeof(db_job));
+    static const char *emp[] = {"full-time", "part-time", "contract"}, *sen[] = {"junior", "mid", "senior"};
+    double t0 = jm_now();
+    for (int64_t i = 0; i < n; i += B) {
+        int m = (int)(n - i < B ? n - i : B);
+        for (int k = 0; k < m; k++) {
+            occ *o = &oc->o[(int)(ur() * oc->n)];
+            db_job *j = &js[k];
+            db_job_init(j);
+            char id[48];
+            snprintf(id, sizeof id, "gen-%07lld", (long long)(i + k));
+            j->id = strdup(id);
+            j->title = strdup(o->title);
+            j->description = strdup(o->desc);
+            char co[48];
+            snprintf(co, sizeof co, "Company %d", (int)(ur() * 5000));
+            j->company = strdup(co);
+            int c = (int)(ur() * 30);
+            j->location = strdup(cities[c]);
+            j->remote = c == 29 || ur() < 0.15;
+            j->salary_min = 30000 + 1000 * (int)(ur() * 120);
+            j->salary_max = j->salary_min + 1000 * (5 + (int)(ur() * 60));
+            j->employment_type = strdup(emp[(int)(ur() * 3)]);
+            j->seniority = strdup(sen[(int)(ur() * 3)]);
+            char day[48];
+            snprintf(day, sizeof day, "2026-%02d-%02d", 1 + (int)(ur() * 11), 1 + (int)(ur() * 28));
+            j->posted_at = strdup(day);
+            double keep = 0.5 + 0.5 * ur();
+            j->skills = malloc(sizeof(db_skill) * (size_t)o->nsk);
+            for (int s = 0; s < o->nsk; s++)
+                if (ur() < keep || j->nskills == 0) {
+                    j->skills[j->nskills].name = strdup(o->sk[s].name);
+                    j->skills[j->nskills++].required = o->sk[s].required;
+                }
+        }
+        if (db_upsert_jobs(d, js, m, NULL, &err)) {
+            fprintf(stderr, "bench_rank: %s\n", err.msg);
+            return 1;
+        }
+        for (int k = 0; k < m; k++)
+            db_job_clear(&js[k]);
+    }
+    double t1 = jm_now();
+    /* vectors: claim every job, write its occupation's vector plus noise */
+    float *vecs = malloc(sizeof(float) * 512 * (size_t)dim);
+    char *cursor = NULL;
+    int64_t done = 0;
+    for (;;) {
+        db_batch b;
+        if (db_claim_jobs(d, model_id, cursor, 512, &b, &err)) {
+            fprintf(stderr, "bench_rank: %s\n", err.msg);
+            return 1;
+        }
+        if (!b.n)
+            break;
+        for (int k = 0; k < b.n; k++) {
+            occ *o = &oc->o[(int)(ur() * oc->n)];
+            /* the occupation whose title starts the text */
+            for (int q = 0; q < oc->n; q++)
+                if (!strncmp(b.texts[k], oc->o[q].title, strlen(oc->o[q].title)) &&
+                    b.texts[k][strlen(oc->o[q].title)] == '.') {
+                    o = &oc->o[q];
+                    break;
+                }
+            double nn = 0;
+            float *v = vecs + (size_t)k * dim;
+            for (int x = 0; x < dim; x++) {
+                v[x] = o->emb[x] + 0.02f * (float)gauss();
+                nn += (double)v[x] * v[x];
+            }
+            for (int x = 0; x < dim; x++)
+                v[x] /= (float)sqrt(nn);
+        }
+        if (db_commit_jobs(d, &b, vecs, dim, model_id, &err)) {
+            fprintf(stderr, "bench_rank: %s\n", err.msg);
+            return 1;
+        }
+        done += b.n;
+        free(cursor);
+        cursor = strdup(b.ids[b.n - 1]);
+        db_batch_free(&b);
+    }
+    free(cursor);
+    free(vecs);
+    free(js);
+    fprintf(stderr, "bench_rank: generated %lld jobs (rows %.1f s, vectors %.1f s)\n", (long long)done, t1 - t0,
+            jm_now() - t1);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *onet_db = "build/bench-onet.db", *path = NULL, *model_dir = "models/all-MiniLM-L6-v2";
+    int64_t n = 100000;
+    int nq = 1000, nstream = 0;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--onet-db")) onet_db = argv[i + 1];
+        else if (!strcmp(argv[i], "--db")) path = argv[i + 1];
+        else if (!strcmp(argv[i], "--jobs")) n = atoll(argv[i + 1]);
+        else if (!strcmp(argv[i], "--model")) model_dir = argv[i + 1];
+        else if (!strcmp(argv[i], "--queries")) nq = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--stream")) nstream = atoi(argv[i + 1]);
+    }
+    if (!path) {
+        fprintf(stderr, "usage: bench_rank --db FILE --jobs N [--onet-db FILE] [--queries Q] [--stream Q2]\n");
+        return 2;
+    }
+    jm_err err = {0};
+    bert_model *m = NULL;
+    bert_pool *pool = NULL;
+    db *src = NULL, *d = NULL;
+    if (bert_load(model_dir, &m, &err) || bert_pool_new(m, 1, &pool, &err) || db_open(onet_db, &src, &err) ||
+        db_open(path, &d, &err)) {
+        fprintf(stderr, "bench_rank: %s\n", err.msg);
+        return 1;
+    }
+    occs oc = {.dim = bert_dim(m)};
+    if (db_scan_jobs(src, bert_model_id(m), 1, on_occ, &oc, &err) || oc.n == 0) {
+        fprintf(stderr, "bench_rank: no embedded O*NET jobs in %s (%s)\n", onet_db, err.msg);
+        return 1;
+    }
+    db_counts cn;
+    db_counts_get(d, bert_model_id(m), &cn, &err);
+    if (cn.jobs != n || cn.embedded != n) {
+        if (cn.jobs) {
+            fprintf(stderr, "bench_rank: %s holds %lld jobs, not %lld: remove it first\n", path, (long long)cn.jobs,
+                    (long long)n);
+            return 1;
+        }
+        if (generate(d, &oc, n, oc.dim, bert_model_id(m)))
+            return 1;
+        /* the skills table, with the O*NET skills' vectors */
+        db_sync_skills(d, NULL, &err);
+    }
+    db_close(d);
+    d = NULL;
+    /* the skills' embeddings: copy them from the O*NET store once */
+    if (db_open(path, &d, &err)) {
+        fprintf(stderr, "bench_rank: %s\n", err.msg);
+        return 1;
+    }
+    db_counts_get(d, bert_model_id(m), &cn, &err);
+    if (cn.skills_pending) {
+        db_batch b;
+        float *v = malloc(sizeof(float) * 256 * (size_t)oc.dim);
+        char *cursor = NULL;
+        while (db_claim_skills(d, bert_model_id(m), cursor, 256, &b, &err) == 0 && b.n) {
+            if (bert_embed(pool, b.n, (const char *const *)b.texts, NULL, v, NULL, &err) ||
+                db_commit_skills(d, &b, v, oc.dim, bert_model_id(m), &err))
+                break;
+            free(cursor);
+            cursor = strdup(b.ids[b.n - 1]);
+            db_batch_free(&b);
+        }
+        free(cursor);
+        free(v);
+    }
+    double rss0 = rss_mb();
+    rank_engine *e = NULL;
+    double t0 = jm_now();
+    if (rank_open(d, m, NULL, &e, &err)) {
+        fprintf(stderr, "bench_rank: %s\n", err.msg);
+        return 1;
+    }
+    double load = jm_now() - t0;
+    rank_info info;
+    rank_get_info(e, &info);
+    double rss1 = rss_mb();
+    printf("# bench_rank: %lld jobs, %lld skills, SQLite %s\n", (long long)info.jobs, (long long)info.skills, path);
+    printf("index load from SQLite: %.2f s; index %.1f MB; RSS %.0f MB with the model (%.0f MB before the index)\n",
+           load, info.index_bytes / 1048576.0, rss1, rss0);
+    double *lat = malloc(sizeof(double) * (size_t)(nq > nstream ? nq : nstream) + 8);
+    for (int pass = 0; pass < 2; pass++) {
+        int Q = pass ? nstream : nq;
+        if (!Q)
+            continue;
+        if (pass) {
+            rank_close(e);
+            rank_opts so;
+            rank_opts_default(&so);
+            so.index_mode = RANK_INDEX_STREAM;
+            if (rank_open(d, m, &so, &e, &err)) {
+                fprintf(stderr, "bench_rank: %s\n", err.msg);
+                return 1;
+            }
+        }
+        rs = 777;
+        for (int qi = 0; qi < Q + 5; qi++) {
+            occ *o = &oc.o[(int)(ur() * oc.n)];
+            const char *sk[5];
+            int ns = 3 + (int)(ur() * 3);
+            for (int k = 0; k < ns; k++)
+                sk[k] = o->sk[(int)(ur() * o->nsk)].name;
+            rank_query q = {sk, ns, 10, 0, {0}};
+            rank_filters_init(&q.filters);
+            rank_response r;
+            double t = jm_now();
+            if (rank_recommend(e, pool, &q, &r, &err)) {
+                fprintf(stderr, "bench_rank: %s\n", err.msg);
+                return 1;
+            }
+            t = (jm_now() - t) * 1e3;
+            rank_response_free(&r);
+            if (qi >= 5)
+                lat[qi - 5] = t; /* the first few warm the caches */
+        }
+        qsort(lat, (size_t)Q, sizeof(double), cmpd);
+        printf("recommend (%s index, query embedding included, 1 thread, %d queries): p50 %.1f ms, p99 %.1f ms; RSS %.0f MB\n",
+               pass ? "stream" : "memory", Q, lat[Q / 2], lat[(int)(Q * 0.99)], rss_mb());
+    }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("peak RSS %.0f MB\n", ru.ru_maxrss / 1024.0);
+    rank_close(e);
+    db_close(d);
+    db_close(src);
+    bert_pool_free(pool);
+    bert_free(m);
+    return 0;
+}

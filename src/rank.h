@@ -1,0 +1,172 @@
+/* rank.h - recommendations and skill gaps over the jobs in a store (prefix rank_;
+ * the gap reports are in gap.h).
+ *
+ * An engine loads, once, every job's metadata and skills and its embedding
+ * (quantised, in the vector index) plus the skills table, and follows the
+ * database's change log afterwards (rank_refresh), so new, changed and deleted
+ * jobs appear without a restart. In stream mode no job vectors are kept:
+ * each query scans them from the database in bounded chunks.
+ *
+ * Scoring a job J for a person with skills U (see docs/ranking.md):
+ *   match(u, J)   best similarity of user skill u to any skill of J: 1 for an
+ *                 exact or alias match, else the cosine of the skill embeddings;
+ *   credit(sim)   1 if sim >= have, 0.5 if sim >= partial, else 0;
+ *   query      Q  = how likely the person's skills are under the job: the
+ *                   per-skill average of log((credit(match(u, J)) + mu p(u)) /
+ *                   (sum_s w_s + mu)), a Dirichlet-smoothed query likelihood
+ *                   with p(u) the skill's share of all job skills; reported
+ *                   as exp(that - the best candidate's), so 1 = the job that
+ *                   makes these skills most likely. It prefers the job that
+ *                   has all of them and few others: what tells apart
+ *                   occupations that share common skills;
+ *   coverage   C  = sum_s w_s credit(match(s, U)) / (sum_s w_s + shrink): the
+ *                   weighted share of the job's skills the person has, w_s =
+ *                   1 for required skills and `nice_weight` for the others;
+ *                   `shrink` keeps a job listing 2 skills from beating one
+ *                   listing 20 merely by its small denominator;
+ *   semantic   S  = cosine(profile embedding, job embedding), the profile
+ *                   being the person's skills joined into one text;
+ *   keyword    K  = the job's keyword-search score (BM25 / ts_rank_cd) over
+ *                   title, skills and description, divided by the best one;
+ *   score         = w_query Q + w_coverage C + w_semantic S + w_keyword K.
+ * Candidates are the best few hundred by Q and C over all jobs that pass the
+ * filters, the best few hundred by S from the index, and (on stores of up to
+ * keyword_scan_max jobs) the keyword hits. */
+#ifndef JM_RANK_H
+#define JM_RANK_H
+
+#include <stdint.h>
+
+#include "bert.h"
+#include "common.h"
+#include "db.h"
+#include "skills.h"
+
+typedef struct rank_engine rank_engine;
+
+typedef enum { RANK_INDEX_MEMORY = 0, RANK_INDEX_STREAM } rank_index_mode;
+
+typedef struct rank_weights {
+    float query, coverage, semantic, keyword;
+} rank_weights;
+
+typedef struct rank_opts {
+    rank_index_mode index_mode;
+    rank_weights w;        /* defaults: RANK_DEFAULT_WEIGHTS */
+    float have, partial;   /* similarity thresholds (defaults RANK_HAVE, RANK_PARTIAL) */
+    float nice_weight;     /* weight of a nice-to-have job skill (default 0.35) */
+    float shrink;          /* coverage denominator shrinkage (default 3) */
+    float mu;              /* query-likelihood smoothing (default 100) */
+    int candidates;        /* per source (default 300) */
+    int stream_chunk;      /* jobs per chunk in stream mode (default 4096) */
+    int keyword_scan_max;  /* the keyword part is used up to this many jobs
+                            * (default 20000). Ranking every job that matches a
+                            * common term costs ~100 ms at 100,000 jobs in
+                            * SQLite FTS5, and FTS5 cannot score a given set of
+                            * rows (its bm25 is meaningless in rowid lookups):
+                            * above it the keyword part is 0 and its weight
+                            * unused. */
+    double refresh_secs;   /* a query first applies the database's changes when
+                            * this long has passed since the last refresh
+                            * (default 5; < 0: only explicit rank_refresh) */
+} rank_opts;
+
+#define RANK_DEFAULT_WEIGHTS ((rank_weights){0.65f, 0.05f, 0.05f, 0.25f})
+/* Calibrated on O*NET by bench/calibrate (docs/ranking.md). */
+#define RANK_HAVE 0.70f
+#define RANK_PARTIAL 0.50f
+
+/* opts may be NULL for the defaults. */
+void rank_opts_default(rank_opts *o);
+
+/* Load the engine from d (which it keeps using: do not close d before
+ * rank_close). model supplies query embeddings; its id selects which stored
+ * embeddings count. On success *out is owned by the caller. */
+int rank_open(db *d, const bert_model *model, const rank_opts *opts, rank_engine **out, jm_err *err);
+void rank_close(rank_engine *e); /* accepts NULL */
+
+/* Apply the database's changes since the last load or refresh (new, changed
+ * and deleted jobs, new skills). *applied (optional) counts jobs touched. */
+int rank_refresh(rank_engine *e, int *applied, jm_err *err);
+
+typedef struct rank_info {
+    int64_t jobs;          /* jobs loaded */
+    int64_t with_vectors;  /* of those, with a current embedding */
+    int64_t skills;        /* vocabulary size */
+    int64_t index_bytes;   /* memory of the vector index */
+    double load_secs;      /* time rank_open took */
+    int64_t rev;           /* change-log position */
+    const char *mode;      /* "memory" or "stream" */
+} rank_info;
+void rank_get_info(rank_engine *e, rank_info *out);
+
+/* ---------- queries ---------- */
+
+typedef struct rank_filters {
+    const char *location;        /* case-insensitive substring of the job's location */
+    int remote_only;
+    double salary_min, salary_max; /* the job's range must overlap [min, max]; NAN = open */
+    const char *employment_type; /* case-insensitive equality */
+    const char *seniority;       /* case-insensitive equality */
+    const char *posted_since;    /* YYYY-MM-DD: posted_at on or after */
+    const char *const *exclude;  /* job ids to leave out */
+    int nexclude;
+} rank_filters;
+
+void rank_filters_init(rank_filters *f);
+
+typedef struct rank_query {
+    const char *const *skills;   /* as typed; normalised, de-duplicated, near-duplicates merged */
+    int nskills;
+    int k;                       /* results wanted (1..1000) */
+    int per_company;             /* at most this many results per company, 0 = no cap */
+    rank_filters filters;
+} rank_query;
+
+typedef enum { RANK_MISSING = 0, RANK_PARTIAL_HAVE, RANK_HAVE_IT } rank_status;
+const char *rank_status_name(rank_status s); /* "missing", "partial", "have" */
+
+/* One job skill, aligned with the person's best skill for it. */
+typedef struct rank_align {
+    const char *job_skill;     /* display form */
+    const char *user_skill;    /* the person's skill that matched best, or NULL */
+    float similarity;
+    sk_kind kind;
+    int required;
+    float weight;
+    rank_status status;
+    float contribution;        /* to the final score */
+    float idf;
+} rank_align;
+
+typedef struct rank_result {
+    const char *id, *title, *company, *location;
+    float score, query, coverage, semantic, keyword;
+    rank_align *align;         /* one per job skill, in the job's order */
+    int nalign;
+    int nmissing;              /* job skills with status missing */
+} rank_result;
+
+typedef struct rank_response {
+    rank_result *results;
+    int n;
+    char **skills;             /* the person's skills after normalising and merging */
+    int nskills;
+    int64_t considered;        /* jobs that passed the filters */
+    double ms;                 /* time taken */
+    void *lock;                /* internal: results point into the engine, which
+                                * stays read-locked until rank_response_free */
+} rank_response;
+
+/* Rank jobs for q. pool embeds the query (a pool of 1 thread per caller). The
+ * engine may be queried from several threads at once, each with its own pool.
+ * Bad input (no skills, k out of range) is JM_EINVAL with a message; a filter
+ * that excludes everything gives n = 0. */
+int rank_recommend(rank_engine *e, bert_pool *pool, const rank_query *q, rank_response *out, jm_err *err);
+void rank_response_free(rank_response *r);
+
+/* Parse "python, sql;docker" into a malloc'd array of trimmed non-empty
+ * strings (free each and the array). Returns the count. */
+int rank_split_skills(const char *text, char ***out);
+
+#endif

@@ -1,0 +1,445 @@
+/* skills.c - skill vocabulary, alias keys, IDF and per-query matching. */
+#include "skills.h"
+
+#include <cblas.h>
+#include <ctype.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct entry {
+    char *norm, *display;
+    int df;
+    float idf;
+    int has_emb;
+} entry;
+
+/* open addressing: key string -> list of skill indices (for aliases), or -> index (names) */
+typedef struct kv {
+    char *key;
+    int *ids;
+    int n, cap;
+} kv;
+
+struct sk_vocab {
+    int dim;
+    entry *e;
+    int n, cap;
+    float *emb; /* n x dim, zero rows for skills without an embedding */
+    int *name_slots;
+    int name_nslots;
+    kv *alias;
+    int alias_nslots, alias_n;
+};
+
+const char *sk_kind_name(sk_kind k)
+{
+    switch (k) {
+    case SK_EXACT: return "exact";
+    case SK_ALIAS: return "alias";
+    case SK_SEMANTIC: return "semantic";
+    default: return "none";
+    }
+}
+
+static uint64_t hash_s(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h;
+}
+
+int sk_vocab_new(int dim, sk_vocab **out, jm_err *err)
+{
+    *out = calloc(1, sizeof **out);
+    if (!*out)
+        return jm_fail(err, JM_ENOMEM, "out of memory");
+    (*out)->dim = dim;
+    return JM_OK;
+}
+
+static void alias_clear(sk_vocab *v)
+{
+    for (int i = 0; i < v->alias_nslots; i++) {
+        free(v->alias[i].key);
+        free(v->alias[i].ids);
+    }
+    free(v->alias);
+    v->alias = NULL;
+    v->alias_nslots = v->alias_n = 0;
+}
+
+void sk_vocab_free(sk_vocab *v)
+{
+    if (!v)
+        return;
+    for (int i = 0; i < v->n; i++) {
+        free(v->e[i].norm);
+        free(v->e[i].display);
+    }
+    free(v->e);
+    free(v->emb);
+    free(v->name_slots);
+    alias_clear(v);
+    free(v);
+}
+
+int sk_count(const sk_vocab *v) { return v->n; }
+int sk_dim(const sk_vocab *v) { return v->dim; }
+const char *sk_display(const sk_vocab *v, int i) { return v->e[i].display; }
+const char *sk_norm(const sk_vocab *v, int i) { return v->e[i].norm; }
+const float *sk_embedding(const sk_vocab *v, int i)
+{
+    return v->e[i].has_emb ? v->emb + (size_t)i * v->dim : NULL;
+}
+float sk_idf(const sk_vocab *v, int i) { return v->e[i].idf; }
+int sk_df(const sk_vocab *v, int i) { return v->e[i].df; }
+void sk_df_add(sk_vocab *v, int i, int delta) { v->e[i].df += delta; }
+
+int sk_find(const sk_vocab *v, const char *norm)
+{
+    if (!v->name_nslots || !norm)
+        return -1;
+    uint64_t m = (uint64_t)v->name_nslots - 1, h = hash_s(norm) & m;
+    while (v->name_slots[h] >= 0) {
+        if (!strcmp(v->e[v->name_slots[h]].norm, norm))
+            return v->name_slots[h];
+        h = (h + 1) & m;
+    }
+    return -1;
+}
+
+static int name_rehash(sk_vocab *v, int nslots)
+{
+    int *s = malloc(sizeof(int) * (size_t)nslots);
+    if (!s)
+        return -1;
+    for (int i = 0; i < nslots; i++)
+        s[i] = -1;
+    uint64_t m = (uint64_t)nslots - 1;
+    for (int i = 0; i < v->n; i++) {
+        uint64_t h = hash_s(v->e[i].norm) & m;
+        while (s[h] >= 0)
+            h = (h + 1) & m;
+        s[h] = i;
+    }
+    free(v->name_slots);
+    v->name_slots = s;
+    v->name_nslots = nslots;
+    return 0;
+}
+
+int sk_add(sk_vocab *v, const char *norm, const char *display)
+{
+    int i = sk_find(v, norm);
+    if (i >= 0)
+        return i;
+    if (v->n == v->cap) {
+        int nc = v->cap ? v->cap * 2 : 1024;
+        entry *ne = realloc(v->e, sizeof(entry) * (size_t)nc);
+        if (!ne)
+            return -1;
+        v->e = ne;
+        float *nemb = realloc(v->emb, sizeof(float) * (size_t)nc * v->dim);
+        if (!nemb)
+            return -1;
+        v->emb = nemb;
+        v->cap = nc;
+    }
+    entry *e = &v->e[v->n];
+    memset(e, 0, sizeof *e);
+    e->norm = strdup(norm);
+    e->display = strdup(display ? display : norm);
+    if (!e->norm || !e->display) {
+        free(e->norm);
+        free(e->display);
+        return -1;
+    }
+    memset(v->emb + (size_t)v->n * v->dim, 0, sizeof(float) * v->dim);
+    v->n++;
+    if (v->n * 2 > v->name_nslots) {
+        if (name_rehash(v, v->name_nslots ? v->name_nslots * 2 : 2048)) {
+            v->n--;
+            free(e->norm);
+            free(e->display);
+            return -1;
+        }
+    } else {
+        uint64_t m = (uint64_t)v->name_nslots - 1, h = hash_s(norm) & m;
+        while (v->name_slots[h] >= 0)
+            h = (h + 1) & m;
+        v->name_slots[h] = v->n - 1;
+    }
+    return v->n - 1;
+}
+
+int sk_set_embedding(sk_vocab *v, int i, const float *emb)
+{
+    if (i < 0 || i >= v->n)
+        return JM_EINVAL;
+    memcpy(v->emb + (size_t)i * v->dim, emb, sizeof(float) * v->dim);
+    v->e[i].has_emb = 1;
+    return JM_OK;
+}
+
+/* ---------- alias keys ---------- */
+
+size_t sk_loose_key(const char *name, char *buf, size_t cap)
+{
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)name; *p && n + 1 < cap; p++) {
+        if (isalnum(*p))
+            buf[n++] = (char)tolower(*p);
+        else if (*p == '+' || *p == '#')
+            buf[n++] = (char)*p;
+        else if (*p >= 0x80)
+            buf[n++] = (char)*p; /* keep non-ASCII letters as they are (already case-folded) */
+    }
+    buf[n] = 0;
+    return n;
+}
+
+/* Vendor words that O*NET and job boards put before a product's name. */
+static const char *const vendors[] = {
+    "microsoft", "oracle", "adobe", "autodesk", "ibm", "sap", "google", "apple", "amazon", "esri",
+    "intuit", "the mathworks", "mathworks", "apache", "atlassian", "salesforce", "cisco", "red hat",
+    "hewlett-packard", "hp", "corel", "bentley", "dassault systemes", "siemens", "vmware", "sas institute",
+    "the apache software foundation", "facebook", "meta", "github", "jetbrains", "unity technologies",
+};
+
+/* Common abbreviations: what people type -> the loose key of the usual name. */
+static const char *const abbrev[][2] = {
+    {"js", "javascript"},       {"ts", "typescript"},    {"k8s", "kubernetes"},
+    {"postgres", "postgresql"}, {"psql", "postgresql"},  {"golang", "go"},
+    {"py", "python"},           {"reactjs", "react"},    {"vuejs", "vue"},
+    {"node", "nodejs"},         {"ml", "machinelearning"}, {"ai", "artificialintelligence"},
+    {"mssql", "microsoftsqlserver"}, {"sqlserver", "microsoftsqlserver"}, {"gcp", "googlecloudplatform"},
+    {"tf", "tensorflow"},       {"excel", "microsoftexcel"}, {"word", "microsoftword"},
+    {"ppt", "microsoftpowerpoint"}, {"powerpoint", "microsoftpowerpoint"}, {"csharp", "c#"},
+    {"cpp", "c++"},             {"objc", "objectivec"},  {"ror", "rubyonrails"},
+    {"rails", "rubyonrails"},   {"mongo", "mongodb"},    {"es", "elasticsearch"},
+    {"vb", "visualbasic"},      {"html5", "html"},       {"css3", "css"},
+};
+
+static kv *alias_slot(sk_vocab *v, const char *key, int create)
+{
+    if (create && (v->alias_n + 1) * 2 > v->alias_nslots) {
+        int ns = v->alias_nslots ? v->alias_nslots * 2 : 4096;
+        kv *na = calloc((size_t)ns, sizeof(kv));
+        if (!na)
+            return NULL;
+        for (int i = 0; i < v->alias_nslots; i++)
+            if (v->alias[i].key) {
+                uint64_t h = hash_s(v->alias[i].key) & (uint64_t)(ns - 1);
+                while (na[h].key)
+                    h = (h + 1) & (uint64_t)(ns - 1);
+                na[h] = v->alias[i];
+            }
+        free(v->alias);
+        v->alias = na;
+        v->alias_nslots = ns;
+    }
+    if (!v->alias_nslots)
+        return NULL;
+    uint64_t m = (uint64_t)v->alias_nslots - 1, h = hash_s(key) & m;
+    while (v->alias[h].key) {
+        if (!strcmp(v->alias[h].key, key))
+            return &v->alias[h];
+        h = (h + 1) & m;
+    }
+    if (!create)
+        return NULL;
+    v->alias[h].key = strdup(key);
+    if (!v->alias[h].key)
+        return NULL;
+    v->alias_n++;
+    return &v->alias[h];
+}
+
+static int alias_add(sk_vocab *v, const char *key, int id)
+{
+    if (!*key)
+        return 0;
+    kv *s = alias_slot(v, key, 1);
+    if (!s)
+        return -1;
+    for (int i = 0; i < s->n; i++)
+        if (s->ids[i] == id)
+            return 0;
+    if (s->n == s->cap) {
+        int nc = s->cap ? s->cap * 2 : 2;
+        int *ni = realloc(s->ids, sizeof(int) * (size_t)nc);
+        if (!ni)
+            return -1;
+        s->ids = ni;
+        s->cap = nc;
+    }
+    s->ids[s->n++] = id;
+    return 0;
+}
+
+/* The acronym a display name spells out at its end: "Structured query language
+ * SQL" -> "sql", "Amazon Web Services AWS software" -> "aws". The candidate is
+ * the last all-capitals word (before a trailing "software"); it counts when it
+ * equals the initials (and inner capitals) of the words before it. */
+static void acronym_of(const char *display, char *out, size_t cap)
+{
+    out[0] = 0;
+    char words[32][64];
+    int nw = 0;
+    const char *p = display;
+    while (*p && nw < 32) {
+        while (*p == ' ' || *p == '-' || *p == '/')
+            p++;
+        size_t l = 0;
+        while (p[l] && p[l] != ' ' && p[l] != '-' && p[l] != '/')
+            l++;
+        if (!l)
+            break;
+        snprintf(words[nw++], 64, "%.*s", (int)(l < 63 ? l : 63), p);
+        p += l;
+    }
+    if (nw >= 2 && !strcmp(words[nw - 1], "software"))
+        nw--;
+    if (nw < 2)
+        return;
+    const char *a = words[nw - 1];
+    size_t al = strlen(a);
+    if (al < 2 || al > 8)
+        return;
+    for (size_t i = 0; i < al; i++)
+        if (!isupper((unsigned char)a[i]) && !isdigit((unsigned char)a[i]))
+            return;
+    char initials[64];
+    size_t k = 0;
+    for (int w = 0; w < nw - 1 && k + 1 < sizeof initials; w++)
+        for (size_t i = 0; words[w][i] && k + 1 < sizeof initials; i++)
+            if (i == 0 ? isalpha((unsigned char)words[w][i]) : isupper((unsigned char)words[w][i]))
+                initials[k++] = (char)toupper((unsigned char)words[w][i]);
+    initials[k] = 0;
+    /* the acronym must be the initials of the words just before it */
+    if (k >= al && !strcmp(initials + (k - al), a))
+        for (size_t i = 0; i <= al && i < cap; i++)
+            out[i] = (char)tolower((unsigned char)a[i]);
+}
+
+static void strip_vendor_software(const char *norm, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s", norm);
+    for (size_t i = 0; i < sizeof vendors / sizeof vendors[0]; i++) {
+        size_t l = strlen(vendors[i]);
+        if (!strncmp(out, vendors[i], l) && out[l] == ' ' && out[l + 1]) {
+            memmove(out, out + l + 1, strlen(out + l + 1) + 1);
+            break;
+        }
+    }
+    size_t n = strlen(out);
+    if (n > 9 && !strcmp(out + n - 9, " software"))
+        out[n - 9] = 0;
+}
+
+int sk_finish(sk_vocab *v, int64_t njobs, jm_err *err)
+{
+    alias_clear(v);
+    char key[512], tmp[512];
+    for (int i = 0; i < v->n; i++) {
+        entry *e = &v->e[i];
+        double N = (double)njobs, df = e->df;
+        e->idf = (float)log(1.0 + (N - df + 0.5) / (df + 0.5));
+        if (e->idf < 0)
+            e->idf = 0;
+        int rc = 0;
+        sk_loose_key(e->norm, key, sizeof key);
+        rc |= alias_add(v, key, i);
+        strip_vendor_software(e->norm, tmp, sizeof tmp);
+        sk_loose_key(tmp, key, sizeof key);
+        rc |= alias_add(v, key, i);
+        acronym_of(e->display, tmp, sizeof tmp);
+        if (tmp[0]) {
+            sk_loose_key(tmp, key, sizeof key);
+            rc |= alias_add(v, key, i);
+        }
+        if (rc)
+            return jm_fail(err, JM_ENOMEM, "out of memory building skill aliases");
+    }
+    return JM_OK;
+}
+
+int sk_alias_matches(const sk_vocab *v, const char *text, int *out, int cap)
+{
+    char key[512], tmp[512];
+    int n = 0;
+    const char *keys[3];
+    char k2[512], k3[512];
+    sk_loose_key(text, key, sizeof key);
+    keys[0] = key;
+    strip_vendor_software(text, tmp, sizeof tmp);
+    sk_loose_key(tmp, k2, sizeof k2);
+    keys[1] = k2;
+    keys[2] = NULL;
+    for (size_t i = 0; i < sizeof abbrev / sizeof abbrev[0]; i++)
+        if (!strcmp(key, abbrev[i][0])) {
+            snprintf(k3, sizeof k3, "%s", abbrev[i][1]);
+            keys[2] = k3;
+        }
+    for (int k = 0; k < 3; k++) {
+        if (!keys[k] || !*keys[k])
+            continue;
+        kv *s = alias_slot((sk_vocab *)v, keys[k], 0);
+        for (int j = 0; s && j < s->n; j++) {
+            int dup = 0;
+            for (int q = 0; q < n; q++)
+                dup |= out[q] == s->ids[j];
+            if (!dup && n < cap)
+                out[n++] = s->ids[j];
+        }
+    }
+    return n;
+}
+
+int sk_match_all(const sk_vocab *v, const char *const *user_norm, const float *user_emb, int nuser, float *best_sim,
+                 int *best_user, unsigned char *kind, jm_err *err)
+{
+    int V = v->n, D = v->dim;
+    for (int s = 0; s < V; s++) {
+        best_sim[s] = -1.0f;
+        best_user[s] = -1;
+        kind[s] = SK_NONE;
+    }
+    if (!nuser || !V)
+        return JM_OK;
+    float *sims = malloc(sizeof(float) * (size_t)nuser * V);
+    if (!sims)
+        return jm_fail(err, JM_ENOMEM, "out of memory");
+    /* sims[u, s] = user_u . skill_s (both unit vectors) */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nuser, V, D, 1.0f, user_emb, D, v->emb, D, 0.0f, sims, V);
+    for (int u = 0; u < nuser; u++)
+        for (int s = 0; s < V; s++) {
+            float x = v->e[s].has_emb ? sims[(size_t)u * V + s] : -1.0f;
+            if (x > best_sim[s] && kind[s] != SK_EXACT && kind[s] != SK_ALIAS) {
+                best_sim[s] = x;
+                best_user[s] = u;
+                kind[s] = SK_SEMANTIC;
+            }
+        }
+    free(sims);
+    /* Exact and alias matches override: similarity 1. */
+    int ids[64];
+    for (int u = 0; u < nuser; u++) {
+        int n = sk_alias_matches(v, user_norm[u], ids, 64);
+        for (int i = 0; i < n; i++)
+            if (kind[ids[i]] != SK_EXACT) {
+                best_sim[ids[i]] = 1.0f;
+                best_user[ids[i]] = u;
+                kind[ids[i]] = SK_ALIAS;
+            }
+        int e = sk_find(v, user_norm[u]);
+        if (e >= 0) {
+            best_sim[e] = 1.0f;
+            best_user[e] = u;
+            kind[e] = SK_EXACT;
+        }
+    }
+    return JM_OK;
+}
