@@ -4,6 +4,7 @@ JM_TEST_PG_URL / JM_PG_DIR; without them the PostgreSQL half counts as failed
 unless JM_ALLOW_NO_PG=1).
 
 Covers: import-onet, import (CSV, JSONL, bad rows), status, embed (dry run,
+recommend and gap from the command line (JSON, tables, bad input, stream mode),
 limit, resume, staleness after a change, model change), the stored text and
 vector equal to embed-text, a Python-written float32 embedding read back bit
 for bit, kill -9 at random moments then resume (every job embedded exactly
@@ -235,6 +236,56 @@ def scenario_basic(be):
     check(rc == 1 and "no-such-job" in err, "%s unknown id: %d %s" % (tag, rc, err))
 
 
+def scenario_rank_cli(be):
+    """recommend and gap from the command line, on the embedded O*NET store."""
+    tag = be.name + " recommend/gap"
+    rc, out, err = run("recommend", "--skills", "python, sql, machine learning", "-k", "3", "--json", db=be.url)
+    res = json.loads(out) if rc == 0 else {}
+    rs = res.get("results", [])
+    check(rc == 0 and len(rs) == 3, "%s: 3 results (%d %s)" % (tag, rc, err))
+    check(res.get("skills") == ["python", "sql", "machine learning"] and res.get("considered", 0) >= 1016,
+          "%s: skills and considered: %s" % (tag, {k: res.get(k) for k in ("skills", "considered")}))
+    ok = all(set(r) >= {"id", "title", "score", "parts", "alignment", "missing"} and
+             set(r["parts"]) == {"query", "coverage", "semantic", "keyword"} for r in rs)
+    check(ok, "%s: every result has its parts and explanation" % tag)
+    check(all(rs[i]["score"] >= rs[i + 1]["score"] for i in range(len(rs) - 1)), "%s: sorted" % tag)
+    al = [a for r in rs for a in r["alignment"]]
+    check(any(a["job_skill"] == "Python" and a["kind"] == "exact" and a["status"] == "have" for a in al),
+          "%s: an exact Python match is explained" % tag)
+    check(all((a["status"] == "missing") == (a["user_skill"] is None) for a in al), "%s: missing = no user skill" % tag)
+    check(all(set(r["missing"]) == {a["job_skill"] for a in r["alignment"] if a["status"] == "missing"} for r in rs),
+          "%s: missing lists agree with the alignment" % tag)
+    rc, out2, err = run("recommend", "--skills", "python, sql, machine learning", "-k", "3", "--json", "--index",
+                        "stream", db=be.url)
+    st = json.loads(out2) if rc == 0 else {}
+    check([r["id"] for r in st.get("results", [])] == [r["id"] for r in rs], "%s: stream mode ranks alike" % tag)
+    rc, out, err = run("recommend", "--skills", "python", "-k", "2", db=be.url)
+    check(rc == 0 and "matched:" in out and "score" in out, "%s: a table on the terminal: %s" % (tag, out[:200]))
+    rc, out, err = run("gap", "--skills", "python, mysql", "--job", "15-2051.00", "--json", db=be.url)
+    g = json.loads(out) if rc == 0 else {}
+    check(rc == 0 and g.get("job", {}).get("id") == "15-2051.00" and 0 < g.get("readiness", 0) < 1,
+          "%s: gap for one job: %s" % (tag, err))
+    items = g.get("items", [])
+    check(any(i["skill"] == "Python" and i["status"] == "have" for i in items) and
+          g.get("missing_count") == len(g.get("missing", [])) and
+          g.get("have", 0) + g.get("partial", 0) + g.get("missing_count", 0) == len(items),
+          "%s: have/partial/missing add up" % tag)
+    rc, out, err = run("gap", "--skills", "python, sql", "--top", "5", "--json", db=be.url)
+    c = json.loads(out) if rc == 0 else {}
+    check(rc == 0 and c.get("top_n") == 5 and len(c.get("jobs", [])) == 5 and c.get("learn_next") and
+          all(1 <= x["jobs_missing"] <= 5 for x in c["learn_next"]), "%s: career gap: %s" % (tag, err))
+    for args, code, word in [(["recommend"], 2, "--skills"), (["recommend", "--skills", " , "], 2, "no skills"),
+                             (["recommend", "--skills", "python", "-k", "-1"], 2, "-k"),
+                             (["recommend", "--skills", "python", "--salary-min", "lots"], 2, "salary"),
+                             (["recommend", "--skills", "python", "--posted-since", "yesterday"], 1, "posted_since"),
+                             (["gap", "--skills", "python", "--job", "no-such-job"], 1, "no-such-job"),
+                             (["gap", "--skills", "python", "--readiness", "2"], 2, "readiness")]:
+        rc, out, err = run(*args, db=be.url)
+        check(rc == code and word in err, "%s: %s -> exit %d, %s" % (tag, " ".join(args), rc, err.strip()))
+    rc, out, err = run("recommend", "--skills", "python", "--location", "Atlantis", "--json", db=be.url)
+    check(rc == 0 and json.loads(out).get("results") == [], "%s: no match is an empty list" % tag)
+
+
 def scenario_kill9(be):
     """kill -9 at random moments, then resume: each job embedded exactly once."""
     tag = be.name + " kill -9"
@@ -365,12 +416,16 @@ def main():
     if not os.path.isdir(ONET):
         check(False, "O*NET data not found at %s" % ONET)
     else:
-        scenario_basic(Sqlite("basic"))
+        basic = Sqlite("basic")
+        scenario_basic(basic)
+        scenario_rank_cli(basic)
         scenario_attach(Sqlite("attach"))
         scenario_kill9(Sqlite("kill"))
         scenario_unreachable()
         if PG_URL and PG_DIR:
-            scenario_basic(Postgres("basic"))
+            pgbasic = Postgres("basic")
+            scenario_basic(pgbasic)
+            scenario_rank_cli(pgbasic)
             scenario_attach(Postgres("attach"))
             scenario_kill9(Postgres("kill"))
             scenario_workers(Postgres("workers"))
