@@ -160,6 +160,9 @@ typedef struct rank_response {
 
 /* Rank jobs for q. pool embeds the query (a pool of 1 thread per caller). The
  * engine may be queried from several threads at once, each with its own pool.
+ * The response points into the engine, which stays read-locked until
+ * rank_response_free: free it before the same thread queries or refreshes
+ * again (a query may refresh, which takes the write lock).
  * Bad input (no skills, k out of range) is JM_EINVAL with a message; a filter
  * that excludes everything gives n = 0. */
 int rank_recommend(rank_engine *e, bert_pool *pool, const rank_query *q, rank_response *out, jm_err *err);
