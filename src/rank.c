@@ -159,16 +159,42 @@ static int parse_day(const char *s)
     return days_from_civil(y, m, d);
 }
 
-static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
+/* The engine's single copy of s (NULL for NULL, or when out of memory). */
+static const char *intern(rank_engine *e, const char *s)
+{
+    if (!s)
+        return NULL;
+    if ((e->strs_n + 1) * 2 > e->strs_nslots) {
+        int ns = e->strs_nslots ? e->strs_nslots * 2 : 4096;
+        char **n = calloc((size_t)ns, sizeof(char *));
+        if (!n)
+            return NULL;
+        for (int i = 0; i < e->strs_nslots; i++)
+            if (e->strs[i]) {
+                uint64_t h = hash_id(e->strs[i]) & (uint64_t)(ns - 1);
+                while (n[h])
+                    h = (h + 1) & (uint64_t)(ns - 1);
+                n[h] = e->strs[i];
+            }
+        free(e->strs);
+        e->strs = n;
+        e->strs_nslots = ns;
+    }
+    uint64_t m = (uint64_t)e->strs_nslots - 1, h = hash_id(s) & m;
+    while (e->strs[h]) {
+        if (!strcmp(e->strs[h], s))
+            return e->strs[h];
+        h = (h + 1) & m;
+    }
+    e->strs[h] = strdup(s);
+    if (e->strs[h])
+        e->strs_n++;
+    return e->strs[h];
+}
 
 static void rjob_clear(rjob *j)
 {
     free(j->id);
-    free(j->title);
-    free(j->company);
-    free(j->location);
-    free(j->emp);
-    free(j->sen);
     memset(j, 0, sizeof *j);
 }
 
@@ -238,11 +264,11 @@ static int job_put(rank_engine *e, int slot, const db_row *r, jm_err *err)
     rjob_clear(j);
     j->id = keep_id ? keep_id : strdup(r->job.id);
     const db_job *s = &r->job;
-    j->title = dup_or_null(s->title);
-    j->company = dup_or_null(s->company);
-    j->location = dup_or_null(s->location);
-    j->emp = dup_or_null(s->employment_type);
-    j->sen = dup_or_null(s->seniority);
+    j->title = intern(e, s->title);
+    j->company = intern(e, s->company);
+    j->location = intern(e, s->location);
+    j->emp = intern(e, s->employment_type);
+    j->sen = intern(e, s->seniority);
     j->remote = s->remote;
     j->smin = (float)s->salary_min;
     j->smax = (float)s->salary_max;
@@ -457,6 +483,9 @@ void rank_close(rank_engine *e)
     for (int i = 0; i < e->njobs; i++)
         rjob_clear(&e->jobs[i]);
     free(e->jobs);
+    for (int i = 0; i < e->strs_nslots; i++)
+        free(e->strs[i]);
+    free(e->strs);
     free(e->arena);
     free(e->id_slots);
     for (int i = 0; i < e->raw_nslots; i++)

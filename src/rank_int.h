@@ -19,8 +19,10 @@ typedef struct rjob {
     int remote;               /* -1 unknown */
     float smin, smax;         /* NAN unknown */
     int posted;               /* days since 1970-01-01, or INT32_MIN */
-    /* cold */
-    char *id, *title, *company, *location, *emp, *sen;
+    /* cold; title, company, location, emp and sen are interned (e->strs):
+     * shared between jobs, freed with the engine */
+    char *id;
+    const char *title, *company, *location, *emp, *sen;
     int64_t rev;
 } rjob;
 
@@ -45,6 +47,8 @@ struct rank_engine {
     int id_nslots;
     int64_t live;
     int64_t with_vec;
+    char **strs;               /* interned strings: a few thousand distinct titles, */
+    int strs_nslots, strs_n;   /* companies, places for any number of jobs */
     uint32_t *arena;
     size_t arena_n, arena_cap;
     sk_vocab *voc;
