@@ -556,7 +556,6 @@ void rprofile_free(rprofile *p)
     free(p->typed);
     free(p->emb);
     free(p->profile);
-    free(p->idf);
     free(p->pcorp);
     free(p->lnum);
     free(p->best_sim);
@@ -620,7 +619,6 @@ int rprofile_build(rank_engine *e, bert_pool *pool, const char *const *skills, i
     }
     p->emb = malloc(sizeof(float) * (size_t)p->n * D);
     p->profile = malloc(sizeof(float) * (size_t)D);
-    p->idf = malloc(sizeof(float) * (size_t)p->n);
     p->pcorp = malloc(sizeof(float) * (size_t)p->n);
     p->lnum = malloc(sizeof(float) * 3 * (size_t)p->n);
     p->best_sim = malloc(sizeof(float) * (size_t)(V ? V : 1));
@@ -633,7 +631,7 @@ int rprofile_build(rank_engine *e, bert_pool *pool, const char *const *skills, i
     for (int i = 0; i < p->n; i++)
         plen += strlen(p->typed[i]) + 2;
     char *joined = malloc(plen + 1);
-    if (!p->emb || !p->profile || !p->idf || !p->pcorp || !p->lnum || !p->best_sim || !p->best_user || !p->kind || !texts || !which ||
+    if (!p->emb || !p->profile || !p->pcorp || !p->lnum || !p->best_sim || !p->best_user || !p->kind || !texts || !which ||
         !vecs || !joined) {
         rc = jm_fail(err, JM_ENOMEM, "out of memory");
         goto out;
@@ -665,39 +663,41 @@ int rprofile_build(rank_engine *e, bert_pool *pool, const char *const *skills, i
     rc = sk_match_all(e->voc, (const char *const *)p->skills, p->emb, p->n, p->best_sim, p->best_user, p->kind, err);
     if (rc)
         goto out;
-    /* A user skill's rarity: the IDF of the vocabulary skill it matches best
-     * (exact or alias first, then semantic), or the largest IDF when the
-     * corpus does not know it (a rare skill). */
-    float maxidf = 1.0f;
+    /* p(u), a user skill's share of all job skills (the likelihood's
+     * smoothing): the document frequency of the vocabulary skill it matches
+     * best (exact first, then alias or semantic), or ~0 when no skill of the
+     * corpus is even a partial match (a rare skill). One pass over the
+     * vocabulary: every skill has one best user skill. */
     double occurrences = 0;
+    float *best = malloc(sizeof(float) * (size_t)p->n);
+    int *bestdf = calloc((size_t)p->n, sizeof(int));
+    if (!best || !bestdf) {
+        free(best);
+        free(bestdf);
+        rc = jm_fail(err, JM_ENOMEM, "out of memory");
+        goto out;
+    }
+    for (int u = 0; u < p->n; u++)
+        best[u] = -2;
     for (int s = 0; s < V; s++) {
-        if (sk_idf(e->voc, s) > maxidf)
-            maxidf = sk_idf(e->voc, s);
         occurrences += sk_df(e->voc, s);
+        int u = p->best_user[s];
+        float sim = p->best_sim[s] + (p->kind[s] == SK_EXACT ? 1.0f : 0.0f);
+        if (u >= 0 && sim > best[u]) {
+            best[u] = sim;
+            bestdf[u] = sk_df(e->voc, s);
+        }
     }
     for (int u = 0; u < p->n; u++) {
-        float best = -2, idf = maxidf;
-        int df = 0;
-        for (int s = 0; s < V; s++)
-            if (p->best_user[s] == u) {
-                float sim = p->best_sim[s] + (p->kind[s] == SK_EXACT ? 1.0f : 0.0f);
-                if (sim > best) {
-                    best = sim;
-                    idf = sk_idf(e->voc, s);
-                    df = sk_df(e->voc, s);
-                }
-            }
-        if (best < e->o.partial) {
-            idf = maxidf;
-            df = 0;
-        }
-        p->idf[u] = idf > 0.05f ? idf : 0.05f;
+        int df = best[u] < e->o.partial ? 0 : bestdf[u];
         p->pcorp[u] = (float)((df + 0.5) / (occurrences + 1.0));
         float mp = e->o.mu * p->pcorp[u];
         p->lnum[3 * u] = logf(mp);
         p->lnum[3 * u + 1] = logf(e->o.nice_weight + mp);
         p->lnum[3 * u + 2] = logf(1.0f + mp);
     }
+    free(best);
+    free(bestdf);
 out:
     free(texts);
     free(which);
@@ -892,10 +892,8 @@ static int on_stream_row(void *ctx, const db_row *r)
     return JM_OK;
 }
 
-static void build_align(const rank_engine *e, const rprofile *p, const rjob *j, const cand *c, rank_result *r,
-                        jm_err *err)
+static void build_align(const rank_engine *e, const rprofile *p, const rjob *j, rank_result *r)
 {
-    (void)err;
     r->align = calloc((size_t)(j->nsk ? j->nsk : 1), sizeof(rank_align));
     if (!r->align)
         return;
@@ -918,7 +916,6 @@ static void build_align(const rank_engine *e, const rprofile *p, const rjob *j, 
             r->nmissing++;
     }
     r->nalign = j->nsk;
-    (void)c;
 }
 
 int rank_recommend(rank_engine *e, bert_pool *pool, const rank_query *q, rank_response *out, jm_err *err)
@@ -1163,7 +1160,7 @@ int rank_recommend(rank_engine *e, bert_pool *pool, const rank_query *q, rank_re
         r->coverage = x->c;
         r->semantic = x->s;
         r->keyword = x->k;
-        build_align(e, &p, j, x, r, err);
+        build_align(e, &p, j, r);
     }
     out->n = np;
     /* the exact semantic scores may reorder neighbours */

@@ -68,7 +68,6 @@ typedef struct rprofile {
     int n;
     float *emb;                /* n * dim unit vectors */
     float *profile;            /* dim: the joined skills' embedding */
-    float *idf;                /* n: rarity weight of each user skill */
     float *pcorp;              /* n: probability of the skill in the corpus (smoothing) */
     float *lnum;               /* n * 3: log(c + mu p(u)) for c = 0, nice weight, 1 */
     float *best_sim;           /* per vocabulary skill */
