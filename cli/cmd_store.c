@@ -28,21 +28,36 @@ static int open_db(const char *url, db **d)
 #define HELP_OPTION {"help", no_argument, 0, 'h'}
 #define DB_HELP "  --db URL        SQLite file or postgresql:// URL (default $JOBMATCH_DB or " DEFAULT_DB ")\n"
 
+/* The options of a command that takes only --db and --help: sets *url and
+ * returns -1 to go on, or the exit status (0 after --help, 2 on bad usage). */
+static int parse_db_only(int argc, char **argv, const char *help, const char **url)
+{
+    static const struct option opts[] = {DB_OPTION, HELP_OPTION, {0, 0, 0, 0}};
+    int c;
+    *url = cli_default_db();
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (c == 'D') {
+            *url = optarg;
+        } else if (c == 'h') {
+            fputs(help, stdout);
+            return 0;
+        } else {
+            return 2;
+        }
+    }
+    return -1;
+}
+
 /* ---------- migrate ---------- */
 
 int cmd_migrate(int argc, char **argv)
 {
-    static const struct option opts[] = {DB_OPTION, HELP_OPTION, {0, 0, 0, 0}};
-    const char *url = cli_default_db();
-    int c;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        if (c == 'D') url = optarg;
-        else if (c == 'h') {
-            printf("usage: jobmatch migrate [--db URL]\n\nCreate the store's tables, or bring them to the current "
-                   "schema version\n(in one transaction; a no-op when up to date).\n\n" DB_HELP);
-            return 0;
-        } else return 2;
-    }
+    const char *url;
+    int status = parse_db_only(argc, argv,
+                           "usage: jobmatch migrate [--db URL]\n\nCreate the store's tables, or bring them to the current "
+                   "schema version\n(in one transaction; a no-op when up to date).\n\n" DB_HELP, &url);
+    if (status >= 0)
+        return status;
     db *d = NULL;
     if (open_db(url, &d)) return 1;
     int v = 0;
@@ -115,20 +130,15 @@ int cmd_import(int argc, char **argv)
 
 int cmd_import_onet(int argc, char **argv)
 {
-    static const struct option opts[] = {DB_OPTION, HELP_OPTION, {0, 0, 0, 0}};
-    const char *url = cli_default_db();
-    int c;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        if (c == 'D') url = optarg;
-        else if (c == 'h') {
-            printf("usage: jobmatch import-onet [--db URL] [DIR]\n\n"
+    const char *url;
+    int status = parse_db_only(argc, argv,
+                           "usage: jobmatch import-onet [--db URL] [DIR]\n\n"
                    "Import one job per O*NET occupation from DIR (default ../shared/data/onet):\n"
                    "\"Occupation Data.txt\" (title, description) and \"Technology Skills.txt\" (skills;\n"
                    "hot or in-demand technologies are marked required). The demo and test corpus.\n"
-                   "O*NET 28 Database by USDOL/ETA, used under the CC BY 4.0 license.\n\n" DB_HELP);
-            return 0;
-        } else return 2;
-    }
+                   "O*NET 28 Database by USDOL/ETA, used under the CC BY 4.0 license.\n\n" DB_HELP, &url);
+    if (status >= 0)
+        return status;
     const char *dir = optind < argc ? argv[optind] : "../shared/data/onet";
     db *d = NULL;
     if (open_db(url, &d)) return 1;
@@ -203,20 +213,15 @@ int cmd_attach(int argc, char **argv)
 
 int cmd_template(int argc, char **argv)
 {
-    static const struct option opts[] = {DB_OPTION, HELP_OPTION, {0, 0, 0, 0}};
-    const char *url = cli_default_db();
-    int c;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        if (c == 'D') url = optarg;
-        else if (c == 'h') {
-            printf("usage: jobmatch template [--db URL] [TEXT]\n\n"
+    const char *url;
+    int status = parse_db_only(argc, argv,
+                           "usage: jobmatch template [--db URL] [TEXT]\n\n"
                    "Show, or set, the job text that is embedded: {column} placeholders and literal\n"
                    "text (\"{{\" and \"}}\" for braces). The default for jobmatch's own table is\n"
                    "\"" DB_DEFAULT_TEMPLATE "\". Changing it makes every job's\n"
-                   "embedding stale (its text hash changes), so the next embed redoes them.\n\n" DB_HELP);
-            return 0;
-        } else return 2;
-    }
+                   "embedding stale (its text hash changes), so the next embed redoes them.\n\n" DB_HELP, &url);
+    if (status >= 0)
+        return status;
     db *d = NULL;
     if (open_db(url, &d)) return 1;
     jm_err err = {0};
@@ -409,18 +414,13 @@ int cmd_status(int argc, char **argv)
 
 int cmd_get_embedding(int argc, char **argv)
 {
-    static const struct option opts[] = {DB_OPTION, HELP_OPTION, {0, 0, 0, 0}};
-    const char *url = cli_default_db();
-    int c;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        if (c == 'D') url = optarg;
-        else if (c == 'h') {
-            printf("usage: jobmatch get-embedding [--db URL] ID...\n\n"
+    const char *url;
+    int status = parse_db_only(argc, argv,
+                           "usage: jobmatch get-embedding [--db URL] ID...\n\n"
                    "Print the stored embedding of each job as one JSON array (9 significant digits,\n"
-                   "enough to give back the exact float32 values), or null when it has none.\n\n" DB_HELP);
-            return 0;
-        } else return 2;
-    }
+                   "enough to give back the exact float32 values), or null when it has none.\n\n" DB_HELP, &url);
+    if (status >= 0)
+        return status;
     if (optind >= argc) {
         fprintf(stderr, "jobmatch: get-embedding needs a job ID\n");
         return 2;
