@@ -3,7 +3,7 @@ CC      ?= gcc
 OPT     ?= -O2 -g
 WARN    := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes -Wvla
 CSTD    := -std=c11 -D_DEFAULT_SOURCE -D_FILE_OFFSET_BITS=64
-PKGS    := openblas libutf8proc libcjson sqlite3 libcrypto libpq
+PKGS    := openblas libutf8proc libcjson sqlite3 libcrypto libpq libmicrohttpd
 BUILD   ?= build
 SAN     ?=
 ifeq ($(SAN),1)
@@ -61,6 +61,10 @@ $(BUILD)/obj/%.o: src/%.c | $(DEPS_OK)
 $(BUILD)/obj/cli/%.o: cli/%.c | $(DEPS_OK)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+# The web page and the OpenAPI document are built into the binary (.incbin in
+# src/assets.c), so the object depends on them.
+$(BUILD)/obj/assets.o: web/index.html docs/openapi.json
 
 $(LIB): $(LIB_OBJ)
 	@rm -f $@

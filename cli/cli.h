@@ -21,5 +21,6 @@ int cmd_status(int argc, char **argv);
 int cmd_get_embedding(int argc, char **argv);
 int cmd_recommend(int argc, char **argv);
 int cmd_gap(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 #endif

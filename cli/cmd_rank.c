@@ -11,6 +11,7 @@
 #include "cli.h"
 #include "gap.h"
 #include "rank.h"
+#include "report.h"
 
 typedef struct common {
     const char *url, *model, *skills_text;
@@ -191,25 +192,11 @@ static void env_close(env *v)
     db_close(v->d);
 }
 
-static cJSON *skills_json(char **s, int n)
-{
-    cJSON *a = cJSON_CreateArray();
-    for (int i = 0; i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateString(s[i]));
-    return a;
-}
-
-static void add_str(cJSON *o, const char *k, const char *v)
-{
-    if (v) cJSON_AddStringToObject(o, k, v);
-    else cJSON_AddNullToObject(o, k);
-}
-
-static double r4(double x) { return round(x * 10000) / 10000; }
-
 static void print_json(cJSON *o)
 {
-    char *t = cJSON_PrintUnformatted(o);
+    char *t = o ? cJSON_PrintUnformatted(o) : NULL;
     if (t) puts(t);
+    else fprintf(stderr, "jobmatch: out of memory\n");
     free(t);
     cJSON_Delete(o);
 }
@@ -248,45 +235,7 @@ int cmd_recommend(int argc, char **argv)
     if (rc) {
         fprintf(stderr, "jobmatch: %s\n", err.msg);
     } else if (c.json) {
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddItemToObject(o, "skills", skills_json(res.skills, res.nskills));
-        cJSON_AddNumberToObject(o, "considered", (double)res.considered);
-        cJSON_AddNumberToObject(o, "took_ms", r4(res.ms));
-        cJSON *arr = cJSON_AddArrayToObject(o, "results");
-        for (int i = 0; i < res.n; i++) {
-            const rank_result *x = &res.results[i];
-            cJSON *j = cJSON_CreateObject();
-            add_str(j, "id", x->id);
-            add_str(j, "title", x->title);
-            add_str(j, "company", x->company);
-            add_str(j, "location", x->location);
-            cJSON_AddNumberToObject(j, "score", r4(x->score));
-            cJSON *parts = cJSON_AddObjectToObject(j, "parts");
-            cJSON_AddNumberToObject(parts, "query", r4(x->query));
-            cJSON_AddNumberToObject(parts, "coverage", r4(x->coverage));
-            cJSON_AddNumberToObject(parts, "semantic", r4(x->semantic));
-            cJSON_AddNumberToObject(parts, "keyword", r4(x->keyword));
-            cJSON *al = cJSON_AddArrayToObject(j, "alignment");
-            cJSON *miss = cJSON_CreateArray();
-            for (int a = 0; a < x->nalign; a++) {
-                const rank_align *g = &x->align[a];
-                cJSON *m = cJSON_CreateObject();
-                add_str(m, "job_skill", g->job_skill);
-                add_str(m, "status", rank_status_name(g->status));
-                add_str(m, "user_skill", g->user_skill);
-                cJSON_AddNumberToObject(m, "similarity", r4(g->similarity));
-                add_str(m, "kind", sk_kind_name(g->kind));
-                cJSON_AddBoolToObject(m, "required", g->required);
-                cJSON_AddNumberToObject(m, "weight", r4(g->weight));
-                cJSON_AddNumberToObject(m, "contribution", r4(g->contribution));
-                cJSON_AddItemToArray(al, m);
-                if (g->status == RANK_MISSING)
-                    cJSON_AddItemToArray(miss, cJSON_CreateString(g->job_skill));
-            }
-            cJSON_AddItemToObject(j, "missing", miss);
-            cJSON_AddItemToArray(arr, j);
-        }
-        print_json(o);
+        print_json(rep_recommend(&res, 1));
     } else {
         printf("%d of %lld jobs for: ", res.n, (long long)res.considered);
         for (int i = 0; i < res.nskills; i++) printf(i ? ", %s" : "%s", res.skills[i]);
@@ -362,35 +311,7 @@ int cmd_gap(int argc, char **argv)
         if (rc) {
             fprintf(stderr, "jobmatch: %s\n", err.msg);
         } else if (c.json) {
-            cJSON *o = cJSON_CreateObject();
-            cJSON *job = cJSON_AddObjectToObject(o, "job");
-            add_str(job, "id", g.job_id);
-            add_str(job, "title", g.title);
-            add_str(job, "company", g.company);
-            cJSON_AddItemToObject(o, "skills", skills_json(g.skills, g.nskills));
-            cJSON_AddNumberToObject(o, "readiness", r4(g.readiness));
-            cJSON_AddNumberToObject(o, "have", g.nhave);
-            cJSON_AddNumberToObject(o, "partial", g.npartial);
-            cJSON_AddNumberToObject(o, "missing_count", g.nmissing);
-            cJSON *items = cJSON_AddArrayToObject(o, "items");
-            for (int i = 0; i < g.n; i++) {
-                const gap_item *it = &g.items[i];
-                cJSON *m = cJSON_CreateObject();
-                add_str(m, "skill", it->skill);
-                add_str(m, "status", rank_status_name(it->status));
-                add_str(m, "user_skill", it->user_skill);
-                cJSON_AddNumberToObject(m, "similarity", r4(it->similarity));
-                add_str(m, "kind", sk_kind_name(it->kind));
-                cJSON_AddBoolToObject(m, "required", it->required);
-                cJSON_AddNumberToObject(m, "weight", r4(it->weight));
-                cJSON_AddNumberToObject(m, "importance", r4(it->importance));
-                cJSON_AddItemToArray(items, m);
-            }
-            cJSON *miss = cJSON_AddArrayToObject(o, "missing");
-            for (int i = 0; i < g.nmissing; i++)
-                cJSON_AddItemToArray(miss, cJSON_CreateString(g.items[g.missing[i]].skill));
-            cJSON_AddNumberToObject(o, "took_ms", r4(g.ms));
-            print_json(o);
+            print_json(rep_gap_job(&g));
         } else {
             printf("%s  %s%s%s\nreadiness %.0f%%: %d have, %d partial, %d missing\n\n", g.job_id,
                    g.title ? g.title : "", g.company ? " @ " : "", g.company ? g.company : "", 100 * g.readiness,
@@ -418,30 +339,7 @@ int cmd_gap(int argc, char **argv)
         if (rc) {
             fprintf(stderr, "jobmatch: %s\n", err.msg);
         } else if (c.json) {
-            cJSON *o = cJSON_CreateObject();
-            cJSON_AddItemToObject(o, "skills", skills_json(cg.jobs.skills, cg.jobs.nskills));
-            cJSON_AddNumberToObject(o, "top_n", cg.top_n);
-            cJSON_AddNumberToObject(o, "target", r4(cg.target));
-            cJSON_AddNumberToObject(o, "ready_now", cg.ready_now);
-            cJSON *arr = cJSON_AddArrayToObject(o, "learn_next");
-            for (int i = 0; i < cg.n && i < 50; i++) {
-                cJSON *m = cJSON_CreateObject();
-                add_str(m, "skill", cg.items[i].skill);
-                cJSON_AddNumberToObject(m, "jobs_missing", cg.items[i].jobs_missing);
-                cJSON_AddNumberToObject(m, "weighted", r4(cg.items[i].weighted));
-                cJSON_AddNumberToObject(m, "unlocks", cg.items[i].unlocks);
-                cJSON_AddItemToArray(arr, m);
-            }
-            cJSON *jobs = cJSON_AddArrayToObject(o, "jobs");
-            for (int i = 0; i < cg.jobs.n; i++) {
-                cJSON *m = cJSON_CreateObject();
-                add_str(m, "id", cg.jobs.results[i].id);
-                add_str(m, "title", cg.jobs.results[i].title);
-                cJSON_AddNumberToObject(m, "score", r4(cg.jobs.results[i].score));
-                cJSON_AddItemToArray(jobs, m);
-            }
-            cJSON_AddNumberToObject(o, "took_ms", r4(cg.ms));
-            print_json(o);
+            print_json(rep_career(&cg));
         } else {
             printf("over your %d best jobs (%d already at %.0f%% readiness), learn next:\n\n", cg.top_n,
                    cg.ready_now, 100 * cg.target);

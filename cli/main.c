@@ -209,6 +209,7 @@ static void usage(FILE *f)
             "commands:\n"
             "  recommend    the jobs that fit a person's skills, explained\n"
             "  gap          skill gap for one job, or what to learn next\n"
+            "  serve        the HTTP API and web page (docs/api.md)\n"
             "  import       upsert jobs from CSV or JSON Lines files\n"
             "  import-onet  import the O*NET occupations (the demo corpus)\n"
             "  attach       work on an existing jobs table in place\n"
@@ -240,7 +241,7 @@ int main(int argc, char **argv)
     }
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         k_init();
-        printf("jobmatch 0.1.0 (kernels: %s, BLAS core: %s)\n", k_isa(), k_blas_core());
+        printf("jobmatch " JM_VERSION " (kernels: %s, BLAS core: %s)\n", k_isa(), k_blas_core());
         return 0;
     }
     static const struct {
@@ -250,7 +251,7 @@ int main(int argc, char **argv)
         {"embed-text", cmd_embed_text}, {"import", cmd_import}, {"import-onet", cmd_import_onet},
         {"attach", cmd_attach},         {"template", cmd_template}, {"embed", cmd_embed},
         {"status", cmd_status},         {"migrate", cmd_migrate}, {"get-embedding", cmd_get_embedding},
-        {"recommend", cmd_recommend},   {"gap", cmd_gap},
+        {"recommend", cmd_recommend},   {"gap", cmd_gap},          {"serve", cmd_serve},
     };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (!strcmp(cmd, cmds[i].name))

@@ -14,6 +14,7 @@ check cjson/cJSON.h libcjson-dev
 check sqlite3.h libsqlite3-dev
 check openssl/sha.h libssl-dev
 check libpq-fe.h libpq-dev
+check microhttpd.h libmicrohttpd-dev
 command -v pkg-config >/dev/null 2>&1 || need="$need pkg-config"
 [ -z "$need" ] && exit 0
 echo "install-deps: installing$need" >&2

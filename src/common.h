@@ -19,6 +19,8 @@ enum {
     JM_ENOTFOUND = -5 /* a named thing does not exist */
 };
 
+#define JM_VERSION "0.4.0"
+
 #define JM_ERRLEN 512
 
 typedef struct jm_err {

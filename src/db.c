@@ -143,7 +143,15 @@ int db_claim_jobs(db *d, const char *model_id, const char *after, int limit, db_
     memset(out, 0, sizeof *out);
     if (limit < 1)
         return jm_fail(err, JM_EINVAL, "batch size must be >= 1");
-    return d->ops->claim_jobs(d, model_id, after, limit, out, err);
+    return d->ops->claim_jobs(d, model_id, after, 0, limit, out, err);
+}
+
+int db_claim_job(db *d, const char *model_id, const char *id, db_batch *out, jm_err *err)
+{
+    memset(out, 0, sizeof *out);
+    if (!id)
+        return jm_fail(err, JM_EINVAL, "no job id to claim");
+    return d->ops->claim_jobs(d, model_id, id, 1, 1, out, err);
 }
 
 int db_commit_jobs(db *d, const db_batch *b, const float *vecs, int dim, const char *model_id, jm_err *err)
@@ -532,6 +540,31 @@ int db_sync_skills(db *d, int *added, jm_err *err)
     if (added)
         *added = 0;
     int rc = d->ops->each_job_skills(d, collect_skills, &s, err);
+    if (rc == JM_ENOMEM)
+        rc = jm_fail(err, JM_ENOMEM, "out of memory collecting skills");
+    if (rc == JM_OK && s.n)
+        rc = d->ops->insert_skills(d, s.norm, s.display, s.n, added, err);
+    for (int i = 0; i < s.n; i++) {
+        free(s.norm[i]);
+        free(s.display[i]);
+    }
+    free(s.norm);
+    free(s.display);
+    free(s.slots);
+    return rc;
+}
+
+int db_add_skills(db *d, const db_skill *sk, int n, int *added, jm_err *err)
+{
+    skill_set s = {0};
+    int rc = JM_OK;
+    if (added)
+        *added = 0;
+    for (int i = 0; i < n && rc == JM_OK; i++) {
+        char *norm = db_skill_norm(sk[i].name);
+        if (norm)
+            rc = set_add(&s, norm, sk[i].name);
+    }
     if (rc == JM_ENOMEM)
         rc = jm_fail(err, JM_ENOMEM, "out of memory collecting skills");
     if (rc == JM_OK && s.n)

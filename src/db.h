@@ -179,6 +179,10 @@ typedef struct db_batch {
  * `after` (and no transaction is open). */
 int db_claim_jobs(db *d, const char *model_id, const char *after, int limit, db_batch *out, jm_err *err);
 
+/* Claim just job `id` when it needs embedding (n == 0 when it does not, or
+ * does not exist): how a job written through the API is embedded at once. */
+int db_claim_job(db *d, const char *model_id, const char *id, db_batch *out, jm_err *err);
+
 /* Write the batch's embeddings (vecs[n * dim]), each with the hash of the very
  * text it came from and model_id, and commit. Frees nothing: call db_batch_free. */
 int db_commit_jobs(db *d, const db_batch *b, const float *vecs, int dim, const char *model_id,
@@ -188,6 +192,8 @@ int db_commit_jobs(db *d, const db_batch *b, const float *vecs, int dim, const c
  * db_sync_skills first adds every distinct (normalised) skill named by the
  * source's jobs to the skills table; *added (optional) counts new ones. */
 int db_sync_skills(db *d, int *added, jm_err *err);
+/* Add these skills (normalised) to the skills table if absent: one job's skills. */
+int db_add_skills(db *d, const db_skill *sk, int n, int *added, jm_err *err);
 int db_claim_skills(db *d, const char *model_id, const char *after, int limit, db_batch *out, jm_err *err);
 int db_commit_skills(db *d, const db_batch *b, const float *vecs, int dim, const char *model_id,
                      jm_err *err);

@@ -19,7 +19,9 @@ typedef struct db_ops {
     int (*upsert_jobs)(db *d, const db_job *jobs, int n, int *changed, jm_err *err);
     int (*delete_job)(db *d, const char *id, int *found, jm_err *err);
     int (*counts)(db *d, const char *model_id, db_counts *out, jm_err *err);
-    int (*claim_jobs)(db *d, const char *model_id, const char *after, int limit, db_batch *out, jm_err *err);
+    /* exact: claim only the job whose id is `after` (if it needs embedding) */
+    int (*claim_jobs)(db *d, const char *model_id, const char *after, int exact, int limit, db_batch *out,
+                      jm_err *err);
     int (*commit_jobs)(db *d, const db_batch *b, const float *vecs, int dim, const char *model_id,
                        jm_err *err);
     /* Insert the given normalised names (with display forms) if absent; *added counts new rows. */

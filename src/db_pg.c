@@ -628,7 +628,8 @@ static int claim_end(db *d, int rc, db_batch *out)
     return rc;
 }
 
-static int pg_claim_jobs(db *d, const char *model_id, const char *after, int limit, db_batch *out, jm_err *err)
+static int pg_claim_jobs(db *d, const char *model_id, const char *after, int exact, int limit, db_batch *out,
+                         jm_err *err)
 {
     if (!model_id)
         return jm_fail(err, JM_EINVAL, "no model id to claim jobs for");
@@ -648,7 +649,7 @@ static int pg_claim_jobs(db *d, const char *model_id, const char *after, int lim
     /* The cursor compares in the id column's own type ($n is typed by the
      * server), so ids sort and seek the same way as ORDER BY. */
     if (after)
-        db_str_addf(&sql, "t.%s > $%d AND ", qid, arg_text(&a, after));
+        db_str_addf(&sql, "t.%s %s $%d AND ", qid, exact ? "=" : ">", arg_text(&a, after));
     db_str_addf(&sql,
                 "(t.embedding IS NULL OR t.embedding_model IS DISTINCT FROM $%d"
                 " OR t.text_hash IS DISTINCT FROM " HASH_OPEN "%s" HASH_CLOSE ")"

@@ -406,7 +406,8 @@ static int fill_batch(db *d, sqlite3_stmt *st, int limit, db_batch *out, jm_err 
     return JM_OK;
 }
 
-static int sq_claim_jobs(db *d, const char *model_id, const char *after, int limit, db_batch *out, jm_err *err)
+static int sq_claim_jobs(db *d, const char *model_id, const char *after, int exact, int limit, db_batch *out,
+                         jm_err *err)
 {
     text_expr t;
     int rc = text_expr_init(d, &t, 4, err);
@@ -416,7 +417,9 @@ static int sq_claim_jobs(db *d, const char *model_id, const char *after, int lim
     sqlite3_stmt *st = NULL;
     /* Two forms rather than "?3 IS NULL OR id > ?3", which would keep SQLite
      * from seeking the primary key to the cursor. */
-    rc = build_sql(d, after ? "SELECT CAST(%2$s AS TEXT), %3$s FROM %1$s WHERE %2$s > ?3 AND (" PENDING ")"
+    rc = build_sql(d, exact ? "SELECT CAST(%2$s AS TEXT), %3$s FROM %1$s WHERE %2$s = ?3 AND (" PENDING ")"
+                              " LIMIT ?2"
+                      : after ? "SELECT CAST(%2$s AS TEXT), %3$s FROM %1$s WHERE %2$s > ?3 AND (" PENDING ")"
                               " ORDER BY %2$s LIMIT ?2"
                             : "SELECT CAST(%2$s AS TEXT), %3$s FROM %1$s WHERE (?3 IS NULL) AND (" PENDING ")"
                               " ORDER BY %2$s LIMIT ?2",

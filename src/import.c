@@ -1601,5 +1601,10 @@ int imp_file(db *d, const char *path, int format, imp_bad_fn bad, void *ctx, imp
 
 int imp_onet(db *d, const char *dir, imp_stats *st, jm_err *err)
 {
-    return import_into(d, NULL, dir, IMP_AUTO, NULL, NULL, st, err);
+    int rc = import_into(d, NULL, dir, IMP_AUTO, NULL, NULL, st, err);
+    /* The store now holds O*NET data: its licence asks for a credit line,
+     * which the web page shows when this is set. */
+    if (rc == JM_OK && st->imported > 0)
+        rc = db_meta_set(d, "corpus", "onet", err);
+    return rc;
 }

@@ -168,6 +168,31 @@ typedef struct rank_response {
 int rank_recommend(rank_engine *e, bert_pool *pool, const rank_query *q, rank_response *out, jm_err *err);
 void rank_response_free(rank_response *r);
 
+/* ---------- browsing (the HTTP service) ---------- */
+
+typedef struct rank_job_brief {
+    const char *id, *title, *company, *location;
+} rank_job_brief;
+typedef int (*rank_job_fn)(void *ctx, const rank_job_brief *job); /* non-zero stops */
+
+/* The live jobs whose title, company or id contains q (ASCII case ignored;
+ * NULL or "" = all), in the engine's order (the load's id order, then jobs
+ * added since): fn is called for matches offset .. offset + limit - 1, under
+ * the engine's read lock (the strings live until fn returns); *total counts
+ * every match. */
+int rank_list_jobs(rank_engine *e, const char *q, int64_t offset, int limit, rank_job_fn fn, void *ctx,
+                   int64_t *total, jm_err *err);
+
+typedef int (*rank_skill_fn)(void *ctx, const char *display, int jobs); /* non-zero stops */
+
+/* Skill autocomplete: vocabulary skills whose normalised name, or a word of
+ * it, starts with the normalised prefix; whole-name prefixes first, then by
+ * the number of jobs listing them. At most limit (1..1000) calls of fn. */
+int rank_suggest_skills(rank_engine *e, const char *prefix, int limit, rank_skill_fn fn, void *ctx, jm_err *err);
+
+/* Check (and on PostgreSQL re-establish) the engine's database connection. */
+int rank_ping(rank_engine *e, jm_err *err);
+
 /* Parse "python, sql;docker" into a malloc'd array of trimmed non-empty
  * strings (free each and the array). Returns the count. */
 int rank_split_skills(const char *text, char ***out);
