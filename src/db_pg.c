@@ -220,7 +220,13 @@ static int run_fmt(db *d, const char *what, const char *sql, const pg_args *a, i
     if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) {
         const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
         snprintf(p->sqlstate, sizeof p->sqlstate, "%s", st ? st : "");
-        int rc = r ? pg_fail(d, r, what, err) : jm_fail(err, JM_ENOMEM, "%s: %s: out of memory", d->display_url, what);
+        int rc;
+        if (r)
+            rc = pg_fail(d, r, what, err);
+        else if (PQstatus(p->c) != CONNECTION_OK) /* libpq gives no result when the connection is gone */
+            rc = jm_fail(err, JM_EIO, "%s: %s: connection lost: %s", d->display_url, what, PQerrorMessage(p->c));
+        else
+            rc = jm_fail(err, JM_ENOMEM, "%s: %s: out of memory", d->display_url, what);
         PQclear(r);
         return rc;
     }

@@ -1055,10 +1055,21 @@ int rank_recommend(rank_engine *e, bert_pool *pool, const rank_query *q, rank_re
     float kmax = 0;
     if (considered && e->o.w.keyword > 0 && e->live <= e->o.keyword_scan_max) {
         pthread_mutex_lock(&e->dblock);
-        rc = db_keyword_search(e->d, (const char *const *)p.typed, p.n, C, &hits, &nhits, err);
+        jm_err kerr = {0};
+        rc = db_keyword_search(e->d, (const char *const *)p.typed, p.n, C, &hits, &nhits, &kerr);
         pthread_mutex_unlock(&e->dblock);
-        if (rc)
+        if (rc == JM_ENOMEM) {
+            *err = kerr;
             goto out;
+        }
+        if (rc) {
+            /* The database is away: rank from memory without the keyword
+             * part rather than fail (the HTTP service's degraded mode). */
+            db_hits_free(hits, nhits);
+            hits = NULL;
+            nhits = 0;
+            rc = JM_OK;
+        }
         for (int i = 0; i < nhits; i++) {
             int s = rank_slot(e, hits[i].id);
             if (s < 0 || !(allow[s / 64] >> (s % 64) & 1))
