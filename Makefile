@@ -35,12 +35,14 @@ LIB      := $(BUILD)/libjobmatch.a
 BIN      := $(BUILD)/jobmatch
 DEPS_OK  := build/.deps-ok
 
-.PHONY: all tests benches test test-deps check asan asan-test model bench clean help deps
+.PHONY: all tests benches test test-deps check asan asan-test model bench clean help deps run
 all: $(BIN) jobmatch
 
 help:
 	@echo "make            build ./jobmatch (and the library build/libjobmatch.a)"
 	@echo "make model      fetch models/all-MiniLM-L6-v2 and check its sha256"
+	@echo "make run        build, fetch the model, load and embed O*NET into jobmatch.db on"
+	@echo "                first run, and serve http://127.0.0.1:8080 (jobmatch serve)"
 	@echo "make test       build and run every test (fixtures, parity, differential)"
 	@echo "make asan       build with AddressSanitizer+UBSan into build/asan"
 	@echo "make asan-test  run the C tests under AddressSanitizer+UBSan"
@@ -108,6 +110,11 @@ check: all tests asan model test-deps
 
 asan-test: asan model
 	@BUILDS="build/asan" sh tests/run.sh
+
+# The demo: the first run imports and embeds the O*NET occupations (about a
+# minute), later runs start at once. scripts/fetch-onet.sh finds or downloads them.
+run: all model
+	./jobmatch serve --onet "$$(sh scripts/fetch-onet.sh)"
 
 bench: benches model
 	@sh bench/run.sh

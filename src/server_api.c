@@ -479,8 +479,10 @@ static int embed_now(srv *s, int w, const char *id, int *embedded, jm_err *err)
     /* the skills the job brought in; a long backlog is left to `jobmatch embed` */
     for (int round = 0; rc == JM_OK && round < 4; round++) {
         db_batch sb;
-        if ((rc = db_claim_skills(s->sdb, mid, NULL, 64, &sb, err)) || sb.n == 0)
+        if ((rc = db_claim_skills(s->sdb, mid, NULL, 64, &sb, err)) || sb.n == 0) {
+            db_batch_free(&sb);
             break;
+        }
         float *sv = malloc(sizeof(float) * (size_t)dim * (size_t)sb.n);
         if (!sv) {
             db_abort(s->sdb);

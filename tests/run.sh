@@ -70,6 +70,17 @@ for t in tests/test_*.py; do
     tally "$name" $st
 done
 
+# The HTTP service again on the AddressSanitizer + UBSan binary, when it was
+# built: leaks and memory errors in the server fail its clean-exit checks.
+case " $BUILDS " in
+*" build/asan "*)
+    echo "== test_server.py (build/asan/jobmatch)"
+    JM_BIN=build/asan/jobmatch "$PY" tests/test_server.py >"$log" 2>&1; st=$?
+    grep -E 'FAIL|Error|passed' "$log" | head -n 40
+    tally "test_server.py (asan)" $st
+    ;;
+esac
+
 for t in tests/test_*.sh; do
     [ -f "$t" ] || continue
     name=$(basename "$t")
