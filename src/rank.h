@@ -186,8 +186,8 @@ int rank_list_jobs(rank_engine *e, const char *q, int64_t offset, int limit, ran
 typedef int (*rank_skill_fn)(void *ctx, const char *display, int jobs); /* non-zero stops */
 
 /* Skill autocomplete: vocabulary skills whose normalised name, or a word of
- * it, starts with the normalised prefix; whole-name prefixes first, then by
- * the number of jobs listing them. At most limit (1..1000) calls of fn. */
+ * it, starts with the normalised prefix; the most common (jobs listing them)
+ * first, then whole-name prefixes. At most limit (1..1000) calls of fn. */
 int rank_suggest_skills(rank_engine *e, const char *prefix, int limit, rank_skill_fn fn, void *ctx, jm_err *err);
 
 /* Check (and on PostgreSQL re-establish) the engine's database connection. */

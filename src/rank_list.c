@@ -68,13 +68,13 @@ typedef struct sugg {
     int v, rank, df;
 } sugg;
 
-/* better first: whole-name prefix, then more jobs, then shorter */
+/* better first: more jobs, then a whole-name prefix, then shorter */
 static int sugg_better(const sk_vocab *voc, const sugg *a, const sugg *b)
 {
-    if (a->rank != b->rank)
-        return a->rank > b->rank;
     if (a->df != b->df)
         return a->df > b->df;
+    if (a->rank != b->rank)
+        return a->rank > b->rank;
     size_t la = strlen(sk_norm(voc, a->v)), lb = strlen(sk_norm(voc, b->v));
     if (la != lb)
         return la < lb;

@@ -860,11 +860,11 @@ int srv_start(const srv_config *cfg, srv **out, jm_err *err)
                      MHD_USE_ERROR_LOG | MHD_USE_POLL;
     if (sa.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
-    s->mhd = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR,
-                              (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
-                              MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->timeout_secs,
-                              MHD_OPTION_URI_LOG_CALLBACK, on_uri, s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-                              MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+    s->mhd = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER,
+                              mhd_log, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_LIMIT,
+                              (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+                              (unsigned)cfg->timeout_secs, MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
+                              MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
                               (size_t)64 * 1024, MHD_OPTION_THREAD_STACK_SIZE, (size_t)512 * 1024,
                               MHD_OPTION_END);
     if (!s->mhd) {
