@@ -534,24 +534,29 @@ static int collect_skills(void *ctx, const char *value)
     return rc;
 }
 
+/* Insert the collected skills (when collecting went well: rc) and free the set. */
+static int set_insert(db *d, skill_set *s, int rc, int *added, jm_err *err)
+{
+    if (rc == JM_ENOMEM)
+        rc = jm_fail(err, JM_ENOMEM, "out of memory collecting skills");
+    if (rc == JM_OK && s->n)
+        rc = d->ops->insert_skills(d, s->norm, s->display, s->n, added, err);
+    for (int i = 0; i < s->n; i++) {
+        free(s->norm[i]);
+        free(s->display[i]);
+    }
+    free(s->norm);
+    free(s->display);
+    free(s->slots);
+    return rc;
+}
+
 int db_sync_skills(db *d, int *added, jm_err *err)
 {
     skill_set s = {0};
     if (added)
         *added = 0;
-    int rc = d->ops->each_job_skills(d, collect_skills, &s, err);
-    if (rc == JM_ENOMEM)
-        rc = jm_fail(err, JM_ENOMEM, "out of memory collecting skills");
-    if (rc == JM_OK && s.n)
-        rc = d->ops->insert_skills(d, s.norm, s.display, s.n, added, err);
-    for (int i = 0; i < s.n; i++) {
-        free(s.norm[i]);
-        free(s.display[i]);
-    }
-    free(s.norm);
-    free(s.display);
-    free(s.slots);
-    return rc;
+    return set_insert(d, &s, d->ops->each_job_skills(d, collect_skills, &s, err), added, err);
 }
 
 int db_add_skills(db *d, const db_skill *sk, int n, int *added, jm_err *err)
@@ -565,18 +570,7 @@ int db_add_skills(db *d, const db_skill *sk, int n, int *added, jm_err *err)
         if (norm)
             rc = set_add(&s, norm, sk[i].name);
     }
-    if (rc == JM_ENOMEM)
-        rc = jm_fail(err, JM_ENOMEM, "out of memory collecting skills");
-    if (rc == JM_OK && s.n)
-        rc = d->ops->insert_skills(d, s.norm, s.display, s.n, added, err);
-    for (int i = 0; i < s.n; i++) {
-        free(s.norm[i]);
-        free(s.display[i]);
-    }
-    free(s.norm);
-    free(s.display);
-    free(s.slots);
-    return rc;
+    return set_insert(d, &s, rc, added, err);
 }
 
 /* ---------- source mapping ---------- */
