@@ -2,6 +2,7 @@
  * variable), the first-run O*NET set-up, signals, and the server's life. */
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -186,6 +187,10 @@ int cmd_serve(int argc, char **argv)
         }
         c.access_log = alog;
     }
+    /* One malloc arena per core rather than per thread: with a thread per
+     * connection, glibc would otherwise keep up to 8 arenas per core, each
+     * holding freed memory, and the resident size would creep up. */
+    mallopt(M_ARENA_MAX, 2);
     if (onet && first_run(c.db_url, c.model_dir, onet, c.threads))
         goto out;
 
