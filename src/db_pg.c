@@ -1146,7 +1146,8 @@ static int install_log(db *d, const char *table, const char *id_col, jm_err *err
         "SELECT DISTINCT CAST(o.%1$s AS TEXT) AS id, true AS del FROM jm_old AS o WHERE o.%1$s IS NOT NULL"};
     static const char *const ops[3] = {"INSERT", "UPDATE", "DELETE"};
     db_str b[6] = {{0}};
-    db_str_addf(&b[0], "CREATE OR REPLACE FUNCTION %s.%s() RETURNS trigger LANGUAGE plpgsql SET search_path = %s"
+    db_str_addf(&b[0], "CREATE OR REPLACE FUNCTION %s.%s() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER"
+                       " SET search_path = %s"
                        " AS $jm$ BEGIN",
                 schema, fn, schema);
     for (int i = 0; i < 3; i++) {

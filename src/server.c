@@ -668,6 +668,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                                "no API key is configured: set JOBMATCH_API_KEYS or --api-keys-file to allow writes");
     if ((write || (v1 && s->cfg.auth_reads)) && !authorized(s, c))
         return srv_reply_error(s, r, c, 401, "unauthorized", "a valid Authorization: Bearer <key> header is needed");
+    if (write && s->attached)
+        return srv_reply_error(s, r, c, 403, "read_only",
+                               "the jobs live in the job board's table %s: write them there (jobmatch follows)",
+                               s->source_table);
     return dispatch(s, r, c, method);
 }
 
@@ -831,6 +835,11 @@ int srv_start(const srv_config *cfg, srv **out, jm_err *err)
     jm_err ignored = {0};
     if (db_meta_get(s->sdb, "corpus", &s->corpus, &ignored))
         s->corpus = NULL;
+    db_source src;
+    if ((rc = db_source_get(s->sdb, &src, err)))
+        goto fail;
+    s->attached = src.attached;
+    snprintf(s->source_table, sizeof s->source_table, "%s", src.table);
     s->pools = calloc((size_t)cfg->threads, sizeof(bert_pool *));
     s->free_pools = calloc((size_t)cfg->threads, sizeof(int));
     if (!s->pools || !s->free_pools) {

@@ -1,5 +1,6 @@
 /* server_api.c - the /v1 handlers: request validation, the engine calls, the
  * JSON answers (docs/api.md). */
+#include <float.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -42,6 +43,21 @@ static size_t u8len(const char *s)
     return n;
 }
 
+/* Does the JSON text hold a \u0000 escape? cJSON would end the string
+ * there, silently cutting it. An escape is a 'u' after an odd number of
+ * backslashes. */
+static int has_nul_escape(const char *t)
+{
+    for (const char *p = strstr(t, "u0000"); p; p = strstr(p + 1, "u0000")) {
+        int n = 0;
+        for (const char *q = p - 1; q >= t && *q == '\\'; q--)
+            n++;
+        if (n % 2)
+            return 1;
+    }
+    return 0;
+}
+
 /* The body as a JSON object, or an answer already queued (*res). */
 static cJSON *parse_object(srv *s, req *r, struct MHD_Connection *c, enum MHD_Result *res)
 {
@@ -51,6 +67,10 @@ static cJSON *parse_object(srv *s, req *r, struct MHD_Connection *c, enum MHD_Re
     }
     if (strlen(r->body) != r->body_len) {
         *res = srv_reply_error(s, r, c, 400, "invalid_json", "the body contains a NUL byte");
+        return NULL;
+    }
+    if (has_nul_escape(r->body)) {
+        *res = srv_reply_error(s, r, c, 400, "invalid_request", "strings must not contain NUL (\\u0000)");
         return NULL;
     }
     const char *end = NULL;
@@ -217,6 +237,18 @@ static int get_skills(const cJSON *o, strs *out, verr *v)
     return 0;
 }
 
+/* YYYY-MM-DD, a real month and day; with_time: a 'T' or ' ' and a time may follow. */
+static int date_ok(const char *t, int with_time)
+{
+    for (int i = 0; i < 10; i++)
+        if (!t[i] || (i == 4 || i == 7 ? t[i] != '-' : (t[i] < '0' || t[i] > '9')))
+            return 0;
+    int m = (t[5] - '0') * 10 + t[6] - '0', d = (t[8] - '0') * 10 + t[9] - '0';
+    if (m < 1 || m > 12 || d < 1 || d > 31)
+        return 0;
+    return !t[10] || (with_time && (t[10] == 'T' || t[10] == ' ') && t[11]);
+}
+
 static const char *const filter_fields[] = {"location",  "remote",       "salary_min", "salary_max", "employment_type",
                                             "seniority", "posted_since", "exclude",    NULL};
 
@@ -256,6 +288,8 @@ static int get_filters(const cJSON *o, rank_filters *f, strs *excl, verr *v)
     }
     if (!isnan(f->salary_min) && !isnan(f->salary_max) && f->salary_min > f->salary_max)
         return bad(v, "filters.salary_min is larger than filters.salary_max");
+    if (f->posted_since && !date_ok(f->posted_since, 0))
+        return bad(v, "filters.posted_since must be a date YYYY-MM-DD");
     return 0;
 }
 
@@ -380,7 +414,9 @@ enum MHD_Result srv_api_gap(srv *s, req *r, struct MHD_Connection *c)
     } else {
         rank_query q = {(const char *const *)sk.v, sk.n, (int)top, (int)per_company, f};
         gap_career cg;
-        rc = gap_career_report(s->eng, s->pools[w], &q, (float)readiness, &cg, &err);
+        /* a positive target too small for a float is the smallest float */
+        float target = (float)readiness > 0 ? (float)readiness : FLT_MIN;
+        rc = gap_career_report(s->eng, s->pools[w], &q, target, &cg, &err);
         if (rc == JM_OK) {
             ans = rep_career(&cg);
             gap_career_free(&cg);
@@ -524,13 +560,8 @@ static int parse_job(const cJSON *o, const char *id, db_job *j, verr *v)
         return bad(v, "the body's id differs from the path's");
     if (!isnan(j->salary_min) && !isnan(j->salary_max) && j->salary_min > j->salary_max)
         return bad(v, "salary_min is larger than salary_max");
-    if (posted) {
-        int y, m, d;
-        char tail;
-        if (sscanf(posted, "%4d-%2d-%2d%c", &y, &m, &d, &tail) < 3 || m < 1 || m > 12 || d < 1 || d > 31 ||
-            strlen(posted) < 10)
-            return bad(v, "posted_at must be a date YYYY-MM-DD (or an ISO 8601 date-time)");
-    }
+    if (posted && !date_ok(posted, 1))
+        return bad(v, "posted_at must be a date YYYY-MM-DD (or an ISO 8601 date-time)");
     j->remote = remote;
     const cJSON *sk = cJSON_GetObjectItemCaseSensitive(o, "skills");
     if (sk && !cJSON_IsNull(sk)) {
@@ -679,16 +710,21 @@ enum MHD_Result srv_api_job_delete(srv *s, req *r, struct MHD_Connection *c)
 /* Query parameters: valid UTF-8, known names only. */
 typedef struct qargs {
     srv *s;
-    int bad_utf8, unknown;
+    int bad_utf8, unknown, nul;
     const char *const *allowed;
     char name[64];
 } qargs;
 
-static enum MHD_Result each_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+static enum MHD_Result each_arg(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size,
+                                const char *value, size_t value_size)
 {
     qargs *a = cls;
     (void)kind;
-    if (!srv_utf8_valid(key, strlen(key)) || (value && !srv_utf8_valid(value, strlen(value)))) {
+    if (strlen(key) != key_size || (value && strlen(value) != value_size)) {
+        a->nul = 1; /* %00: the value would be cut at it */
+        return MHD_NO;
+    }
+    if (!srv_utf8_valid(key, key_size) || (value && !srv_utf8_valid(value, value_size))) {
         a->bad_utf8 = 1;
         return MHD_NO;
     }
@@ -705,8 +741,12 @@ static enum MHD_Result each_arg(void *cls, enum MHD_ValueKind kind, const char *
 
 static int check_args(srv *s, req *r, struct MHD_Connection *c, const char *const *allowed, enum MHD_Result *res)
 {
-    qargs a = {s, 0, 0, allowed, ""};
-    MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, each_arg, &a);
+    qargs a = {s, 0, 0, 0, allowed, ""};
+    MHD_get_connection_values_n(c, MHD_GET_ARGUMENT_KIND, each_arg, &a);
+    if (a.nul) {
+        *res = srv_reply_error(s, r, c, 400, "invalid_request", "a query parameter contains NUL (%%00)");
+        return 0;
+    }
     if (a.bad_utf8) {
         *res = srv_reply_error(s, r, c, 400, "invalid_utf8", "a query parameter is not valid UTF-8");
         return 0;
@@ -927,7 +967,18 @@ enum MHD_Result srv_api_embeddings(srv *s, req *r, struct MHD_Connection *c)
                 cJSON_AddStringToObject(e, "embedding", t);
             free(t);
         } else {
-            cJSON_AddItemToObject(e, "embedding", cJSON_CreateFloatArray(vecs + (size_t)i * dim, dim));
+            /* 9 significant digits give back the same float32: half the
+             * size of cJSON's 17-digit doubles */
+            char *t = malloc((size_t)dim * 18 + 3), *p = t;
+            if (t) {
+                *p++ = '[';
+                for (int x = 0; x < dim; x++)
+                    p += sprintf(p, x ? ",%.9g" : "%.9g", (double)vecs[(size_t)i * dim + x]);
+                *p++ = ']';
+                *p = 0;
+                cJSON_AddItemToObject(e, "embedding", cJSON_CreateRaw(t));
+            }
+            free(t);
         }
         cJSON_AddItemToArray(data, e);
     }

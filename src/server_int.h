@@ -43,6 +43,8 @@ struct srv {
     db *sdb;                 /* the server's own reads and writes */
     pthread_mutex_t sdlock;
     char *corpus;            /* meta "corpus", e.g. "onet", or NULL */
+    int attached;            /* the jobs are the job board's own table: read-only here */
+    char source_table[256];
 
     /* workers */
     bert_pool **pools;

@@ -249,7 +249,8 @@ def t_recommend_errors(s, tag):
                             (b'{"skills": ["\xed\xa0\x80"]}', "invalid_utf8", "an encoded surrogate"),
                             (b'{"skills": ["a"]}\x00junk', "invalid_json", "a NUL byte"),
                             (b'{"skills": ["a"]} {"x": 1}', "invalid_json", "two documents"),
-                            (b'{"skills": ["\\ud800"]}', "invalid_json", "a lone surrogate escape")]:
+                            (b'{"skills": ["\\ud800"]}', "invalid_json", "a lone surrogate escape"),
+                            (b'{"skills": ["py\\u0000thon"]}', "invalid_request", "a NUL escape")]:
         st, doc, h = s.req("POST", "/v1/recommend", raw=raw)
         check(is_error(st, doc, h, 400, code), "%s %s -> 400 %s: %s %s" % (tag, what, code, st, doc))
     # Content-Length over the limit: answered 413 before the body is read (the
@@ -323,6 +324,9 @@ def t_gap(s, tag):
         w = [x["weighted"] for x in doc["learn_next"]]
         check(w == sorted(w, reverse=True) and all(x["jobs_missing"] >= 1 for x in doc["learn_next"]),
               "%s learn_next ordered by weighted demand" % tag)
+    st, doc, _ = s.req("POST", "/v1/skill-gap", {"skills": ["python"], "top_n": 3, "readiness": 1e-50})
+    check(st == 200 and doc["target"] >= 0 and doc["ready_now"] == doc["top_n"],
+          "%s a tiny positive readiness is a valid target: %s %s" % (tag, st, str(doc)[:120]))
     for body, what in [({"skills": ["python"], "readiness": 0}, "readiness 0"),
                        ({"skills": ["python"], "readiness": 1.5}, "readiness 1.5"),
                        ({"skills": ["python"], "top_n": 101}, "top_n 101"),
@@ -350,7 +354,8 @@ def t_jobs_and_skills(s, tag):
                                                   "software" in (j["company"] or "").lower() for j in doc["jobs"]),
           "%s q filters case-insensitively: %s" % (tag, doc.get("total")))
     for q, what in [("limit=0", "limit 0"), ("limit=101", "limit 101"), ("limit=abc", "limit abc"),
-                    ("offset=-1", "offset -1"), ("bogus=1", "unknown parameter"), ("q=%FF", "invalid UTF-8 q")]:
+                    ("offset=-1", "offset -1"), ("bogus=1", "unknown parameter"), ("q=%FF", "invalid UTF-8 q"),
+                    ("q=soft%00ware", "a NUL in q")]:
         st, doc, h = s.req("GET", "/v1/jobs?" + q)
         check(st == 400 and "error" in doc, "%s list %s -> 400: %s" % (tag, what, doc))
     st, doc, _ = s.req("GET", "/v1/skills?prefix=pyth&limit=5")
@@ -396,7 +401,9 @@ def t_writes(s, tag):
     for body, what in [({"description": "no title"}, "no title"), ({"title": 5}, "title a number"),
                        ({"title": "x", "skills": "a, b"}, "skills a string"), ({"title": "x", "wat": 1}, "unknown"),
                        ({"title": "x", "id": "other"}, "id differs"), ({"title": "x", "posted_at": "soon"}, "date"),
-                       ({"title": "x", "skills": [{"name": "a", "level": 3}]}, "unknown skill field")]:
+                       ({"title": "x", "skills": [{"name": "a", "level": 3}]}, "unknown skill field"),
+                       ({"title": "x", "posted_at": "2026-01-01junk"}, "date with junk"),
+                       ({"title": "a\u0000b"}, "a NUL in the title")]:
         st, doc, h = s.req("PUT", "/v1/jobs/qw-2", body, headers=auth)
         check(is_error(st, doc, h, 400, "invalid_request"), "%s PUT %s -> 400: %s" % (tag, what, doc))
     st, doc, h = s.req("PUT", "/v1/jobs/" + "x" * 201, {"title": "x"}, headers=auth)
@@ -599,6 +606,35 @@ def t_db_restart(url, tag):
     check(s.stop() == 0, "%s clean stop" % tag)
 
 
+def t_attached_read_only(tag):
+    """A job board's own table, attached: the API does not write to it."""
+    import sqlite3
+    path = os.path.join(TMP, "board.db")
+    c = sqlite3.connect(path)
+    c.executescript("CREATE TABLE board(id INTEGER PRIMARY KEY, title TEXT, body TEXT, tags TEXT);"
+                    "INSERT INTO board VALUES (1, 'Data engineer', 'Pipelines in Python', 'Python, SQL'),"
+                    "(2, 'Designer', 'Posters and logos', 'Adobe Photoshop');")
+    c.commit()
+    c.close()
+    rc, out, err = run("attach", "--table", "board", "--text-columns", "title,body", "--skills-column", "tags",
+                       db=path)
+    check(rc == 0, "attach: %s %s" % (out, err))
+    rc, out, err = run("embed", "--progress", "none", db=path)
+    s = Server(path, tag=tag + "-attached")
+    auth = {"Authorization": "Bearer " + KEY}
+    st, doc, h = s.req("PUT", "/v1/jobs/3", {"title": "x"}, headers=auth)
+    check(is_error(st, doc, h, 403, "read_only"), "%s PUT on an attached table -> 403 read_only: %s" % (tag, doc))
+    st, doc, h = s.req("DELETE", "/v1/jobs/1", headers=auth)
+    check(is_error(st, doc, h, 403, "read_only"), "%s DELETE on an attached table -> 403 read_only" % tag)
+    st, doc, _ = s.req("POST", "/v1/recommend", {"skills": ["python"], "top_k": 2})
+    check(st == 200 and doc["results"] and doc["results"][0]["id"] == "1", "%s recommend over the attached table: %s"
+          % (tag, str(doc)[:200]))
+    c = sqlite3.connect(path)
+    check(c.execute("SELECT count(*) FROM board").fetchone()[0] == 2, "%s the board's rows are untouched" % tag)
+    c.close()
+    s.stop()
+
+
 def backend(url, tag, pg):
     make_store(url)
     s = Server(url, tag=tag)
@@ -630,6 +666,7 @@ def main():
         print("0 passed, 1 failed")
         return 1
     backend(os.path.join(TMP, "server.db"), "sqlite", False)
+    t_attached_read_only("sqlite")
     if PG_URL and PG_DIR:
         out = subprocess.run(["sh", os.path.join(ROOT, "tests/pg.sh"), "createdb", PG_DIR, "jm_server"],
                              capture_output=True, text=True)
