@@ -1,17 +1,22 @@
 #!/bin/sh
 # Runs every benchmark and prints its figures (BENCHMARKS.md records them).
 # Run on an idle machine: nothing else building or testing.
-#   sh bench/run.sh [embed|store|quality|calibrate|idx|rank ...]   (default: all)
+#   sh bench/run.sh [embed|store|quality|calibrate|idx|rank|serve ...]   (default: all)
 set -eu
 BUILD=${BUILD:-build}
 cd "$(dirname "$0")/.."
 ONET=${JOBMATCH_ONET:-../shared/data/onet}
-what=${*:-embed store quality calibrate idx rank}
+what=${*:-embed store quality calibrate idx rank serve}
 onet_db=$BUILD/bench-onet.db
 
 onet_store() { # the O*NET jobs, embedded (made once, reused)
     "$BUILD"/jobmatch import-onet --db "$onet_db" "$ONET" >/dev/null
     "$BUILD"/jobmatch embed --db "$onet_db" --progress none >/dev/null
+}
+
+store_100k() { # the 100,000-job store derived from O*NET by bench_rank (made once, reused)
+    onet_store
+    [ -f "$BUILD/bench-100k.db" ] || "$BUILD"/bench/bench_rank --onet-db "$onet_db" --db "$BUILD/bench-100k.db" --jobs 100000 --queries 5 >/dev/null
 }
 
 for w in $what; do
@@ -23,11 +28,14 @@ for w in $what; do
     calibrate) "$BUILD"/bench/calibrate --onet "$ONET" 2>/dev/null ;;
     idx) "$BUILD"/bench/bench_idx ;;
     rank)
-        onet_store
         # the first run generates the 100,000-job store; the second measures
         # in a clean process
-        [ -f "$BUILD/bench-100k.db" ] || "$BUILD"/bench/bench_rank --onet-db "$onet_db" --db "$BUILD/bench-100k.db" --jobs 100000 --queries 5 >/dev/null
+        store_100k
         "$BUILD"/bench/bench_rank --onet-db "$onet_db" --db "$BUILD/bench-100k.db" --jobs 100000 --queries 1000 --stream 20 ;;
+    serve)
+        # `jobmatch serve` on the same store under wrk (bench/bench_serve.sh)
+        store_100k
+        JM_BENCH_DB="$BUILD/bench-100k.db" JM_BENCH_ONET_DB="$onet_db" sh bench/bench_serve.sh ;;
     *) echo "bench/run.sh: unknown benchmark $w" >&2; exit 2 ;;
     esac
 done
