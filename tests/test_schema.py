@@ -51,9 +51,12 @@ import urllib.error
 import urllib.request
 import xml.etree.ElementTree as ET
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, os.environ.get("JM_BIN", "build/jobmatch"))
-MODEL = os.path.join(ROOT, os.environ.get("JM_TEST_MODEL", "models/all-MiniLM-L6-v2"))
+import jmtest
+from jmtest import BIN, MODEL, ROOT, check, free_port, run
+from jmtest import nice as N
+from jmtest import required as R
+
+jmtest.VERBOSE = True
 DOC_PATH = os.path.join(ROOT, "docs", "openapi.json")
 EXAMPLES = int(os.environ.get("JM_SCHEMA_EXAMPLES", "200"))
 SEED = os.environ.get("JM_SCHEMA_SEED", "20261124")
@@ -63,24 +66,9 @@ CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,r
           "unsupported_method,allow_header_conformance,use_after_free,ensure_resource_availability,ignored_auth")
 T0 = time.time()
 
-passed = failed = 0
-
-
-def check(cond, what, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-        print("ok - %s" % what, flush=True)
-    else:
-        failed += 1
-        print("FAIL - %s%s" % (what, (": " + str(detail)) if detail != "" else ""), flush=True)
-    return bool(cond)
-
-
 def finish():
     print("(%.0f s)" % (time.time() - T0))
-    print("%d passed, %d failed" % (passed, failed), flush=True)
-    sys.exit(1 if failed else 0)
+    sys.exit(jmtest.summary())
 
 
 def find_schemathesis():
@@ -94,14 +82,6 @@ def find_schemathesis():
 
 
 # ---------- the store ----------
-
-def R(*names):
-    return [{"name": n, "required": True} for n in names]
-
-
-def N(*names):
-    return [{"name": n, "required": False} for n in names]
-
 
 # id, title, company, location, remote, salary_min, salary_max, currency, employment_type, seniority,
 # posted_at, description, skills. None = unknown; a few jobs leave most fields out.
@@ -167,21 +147,6 @@ JOBS = [
 ]
 FIELDS = ("id title company location remote salary_min salary_max currency employment_type seniority "
           "posted_at description skills").split()
-
-
-def run(*args, db=None, timeout=300):
-    cmd = [BIN] + list(args) + (["--db", db] if db else [])
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT,
-                       env=dict(os.environ, JOBMATCH_MODEL=MODEL))
-    return p.returncode, p.stdout, p.stderr
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def http(method, url, body=None, headers=None, timeout=30):
@@ -470,7 +435,7 @@ def run_schemathesis(st, base, ops, tmp):
 
 if __name__ == "__main__":
     tmp = main()
-    if failed:
+    if jmtest.failed:
         print("# the store, the server's logs and schemathesis' report are in " + tmp)
     else:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -24,41 +24,10 @@ import tempfile
 import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, os.environ.get("JM_BIN", "build/jobmatch"))
-MODEL = os.path.join(ROOT, os.environ.get("JM_TEST_MODEL", "models/all-MiniLM-L6-v2"))
-ONET = os.environ.get("JM_ONET_DIR", os.path.join(ROOT, "..", "shared", "data", "onet"))
-PG_URL = os.environ.get("JM_TEST_PG_URL", "")
-PG_DIR = os.environ.get("JM_PG_DIR", "")
+from jmtest import BIN, MODEL, ONET, PG_DIR, PG_URL, ROOT, check, free_port, run, summary
+
 TMP = tempfile.mkdtemp(prefix="jm_server_")
 KEY = "test-key-0123456789"
-
-passed = failed = 0
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", what, flush=True)
-    return cond
-
-
-def run(*args, db=None, timeout=600):
-    cmd = [BIN] + list(args) + (["--db", db] if db else [])
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT,
-                       env=dict(os.environ, JOBMATCH_MODEL=MODEL))
-    return p.returncode, p.stdout, p.stderr
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Server:
@@ -662,9 +631,8 @@ def backend(url, tag, pg):
 
 def main():
     if not os.path.isdir(ONET):
-        print("FAIL: O*NET data not found at", ONET)
-        print("0 passed, 1 failed")
-        return 1
+        check(False, "O*NET data not found at " + ONET)
+        return summary()
     backend(os.path.join(TMP, "server.db"), "sqlite", False)
     t_attached_read_only("sqlite")
     if PG_URL and PG_DIR:
@@ -674,8 +642,7 @@ def main():
             backend(out.stdout.strip().splitlines()[-1], "postgresql", True)
     elif not os.environ.get("JM_ALLOW_NO_PG"):
         check(False, "no PostgreSQL server (JM_TEST_PG_URL / JM_PG_DIR unset)")
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return summary()
 
 
 if __name__ == "__main__":

@@ -25,36 +25,9 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, os.environ.get("JM_BIN", "build/jobmatch"))
-MODEL = os.path.join(ROOT, os.environ.get("JM_TEST_MODEL", "models/all-MiniLM-L6-v2"))
-ONET = os.environ.get("JM_ONET_DIR", os.path.join(ROOT, "..", "shared", "data", "onet"))
-PG_URL = os.environ.get("JM_TEST_PG_URL", "")
-PG_DIR = os.environ.get("JM_PG_DIR", "")
+from jmtest import BIN, MODEL, ONET, PG_DIR, PG_URL, ROOT, check, run, summary
+
 TMP = tempfile.mkdtemp(prefix="jm_store_")
-
-passed = failed = 0
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", what, flush=True)
-    return cond
-
-
-def run(*args, db=None, timeout=600, env=None):
-    cmd = [BIN] + list(args)
-    if db:
-        cmd += ["--db", db]
-    e = dict(os.environ, JOBMATCH_MODEL=MODEL)
-    if env:
-        e.update(env)
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=e, cwd=ROOT)
-    return p.returncode, p.stdout, p.stderr
 
 
 def status(db):
@@ -432,9 +405,8 @@ def main():
             scenario_db_drop(Postgres("drop"))
         elif os.environ.get("JM_ALLOW_NO_PG") != "1":
             check(False, "no PostgreSQL server for the tests (JM_TEST_PG_URL / JM_PG_DIR unset)")
-    print("test_store: %d passed, %d failed" % (passed, failed))
     subprocess.run(["rm", "-rf", TMP])
-    return 1 if failed else 0
+    return summary("test_store: ")
 
 
 if __name__ == "__main__":

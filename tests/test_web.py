@@ -31,43 +31,23 @@ import time
 import urllib.error
 import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, os.environ.get("JM_BIN", "build/jobmatch"))
-MODEL = os.path.join(ROOT, os.environ.get("JM_TEST_MODEL", "models/all-MiniLM-L6-v2"))
-ONET = os.environ.get("JM_ONET_DIR", os.path.join(ROOT, "..", "shared", "data", "onet"))
+import jmtest
+from jmtest import BIN, MODEL, ROOT, check, free_port, run
+from jmtest import nice as N
+from jmtest import required as R
+
+jmtest.VERBOSE = True
+from jmtest import ONET  # noqa: E402
 ART = os.path.join(ROOT, "build", "test-artifacts")
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 T0 = time.time()
 
-passed = failed = 0
-
-
-def check(cond, what, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-        print("ok - %s" % what, flush=True)
-    else:
-        failed += 1
-        print("FAIL - %s%s" % (what, (": " + str(detail)) if detail != "" else ""), flush=True)
-    return bool(cond)
-
-
 def finish():
-    print("%d passed, %d failed" % (passed, failed), flush=True)
-    sys.exit(1 if failed else 0)
+    sys.exit(jmtest.summary())
 
 
 # ---------- the store ----------
-
-def R(*names):
-    return [{"name": n, "required": True} for n in names]
-
-
-def N(*names):
-    return [{"name": n, "required": False} for n in names]
-
 
 FIELDS = ("id title company location remote salary_min salary_max currency employment_type seniority "
           "posted_at description skills").split()
@@ -165,26 +145,11 @@ JOBS = [
 ]
 
 
-def run(*args, db=None, timeout=120):
-    cmd = [BIN] + list(args) + (["--db", db] if db else [])
-    env = dict(os.environ, JOBMATCH_MODEL=MODEL)
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
-    return p.returncode, p.stdout, p.stderr
-
-
 def cli_json(*args, db):
     rc, out, err = run(*args, "--json", db=db)
     if rc != 0:
         raise RuntimeError("%s: exit %d: %s" % (" ".join(args), rc, err.strip()))
     return json.loads(out)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 # ---------- the server ----------
