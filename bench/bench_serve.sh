@@ -56,9 +56,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# 1,000 request bodies of 3-5 skills, each drawn from one O*NET occupation's
-# skills (fixed seed), one JSON body a line.
-python3 - "$ONET_DB" "$TMP/bodies.jsonl" <<'EOF'
+# JM_BENCH_BODIES (default 100,000) distinct request bodies of 3-5 skills,
+# each drawn from one O*NET occupation's skills (fixed seed), one JSON body a
+# line: more than a run sends, so no body repeats and no cache of query
+# embeddings can help the varied runs.
+python3 - "$ONET_DB" "$TMP/bodies.jsonl" "${JM_BENCH_BODIES:-100000}" <<'EOF'
 import json, random, sqlite3, sys
 rows = sqlite3.connect(sys.argv[1]).execute("SELECT skills FROM jobs WHERE skills IS NOT NULL").fetchall()
 occ = [[s["name"] for s in json.loads(r[0])] for r in rows]
@@ -66,10 +68,14 @@ occ = [o for o in occ if len(o) >= 3]
 if not occ:
     sys.exit("bench_serve: no O*NET skills in " + sys.argv[1])
 rnd = random.Random(2026)
+seen = set()
 with open(sys.argv[2], "w") as f:
-    for _ in range(1000):
+    while len(seen) < int(sys.argv[3]):
         o = rnd.choice(occ)
-        f.write(json.dumps({"skills": rnd.sample(o, min(len(o), rnd.randint(3, 5))), "top_k": 10}) + "\n")
+        body = json.dumps({"skills": rnd.sample(o, min(len(o), rnd.randint(3, 5))), "top_k": 10})
+        if body not in seen:
+            seen.add(body)
+            f.write(body + "\n")
 EOF
 
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
