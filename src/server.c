@@ -594,7 +594,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
     (void)c;
     req *r = calloc(1, sizeof *r);
     if (!r)
-        return NULL;
+        return NULL; /* the handler drops the connection; nothing is counted */
     r->t0 = jm_now();
     log_path(r, uri ? uri : "");
     atomic_fetch_add(&s->inflight, 1);
