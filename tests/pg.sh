@@ -7,6 +7,7 @@
 #                                     (and a unix socket in DIR), print the URL
 #   sh tests/pg.sh stop DIR           stop it (fast shutdown); a no-op if stopped
 #   sh tests/pg.sh url DIR            print the URL again
+#   sh tests/pg.sh createrole DIR NAME PASSWORD  a login role (if absent), for tests
 #   sh tests/pg.sh createdb DIR NAME  (re)create an empty database NAME owned by
 #                                     the test role, print its URL
 #   sh tests/pg.sh status DIR         exit 0 when running
@@ -204,6 +205,20 @@ EOF
     url_for "$(cat "$D/port")" "$name"
 }
 
+cmd_createrole() {
+    [ $# -eq 3 ] || usage
+    abs_dir "$1"
+    case "$2$3" in '' | *[!A-Za-z0-9_]*) die "bad role name or password (use [A-Za-z0-9_])" ;; esac
+    find_bin
+    running || die "no server running in $D"
+    psql_admin <<EOF
+SET client_min_messages = warning;
+DO \$\$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$2') THEN CREATE ROLE $2 LOGIN PASSWORD '$3'; END IF;
+END \$\$;
+EOF
+}
+
 cmd_status() {
     [ $# -eq 1 ] || usage
     abs_dir "$1"
@@ -219,6 +234,7 @@ start) cmd_start "$@" ;;
 stop) cmd_stop "$@" ;;
 url) cmd_url "$@" ;;
 createdb) cmd_createdb "$@" ;;
+createrole) cmd_createrole "$@" ;;
 status) cmd_status "$@" ;;
 *) usage ;;
 esac

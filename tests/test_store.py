@@ -374,6 +374,22 @@ def scenario_attach(be):
     rc, out, err = run("attach", "--table", "skill_job1", "--id-column", "job_id", "--text-columns",
                        "title,skills,description", "--skills-column", "skills", db=be.url)
     check(rc == 0 and status(be.url).get("stale") == 1, "%s: attaching again is a no-op" % tag)
+    if be.name == "postgresql":
+        # The board's application, under a role of its own with rights on its
+        # table only, keeps writing it: the change-log trigger runs as its owner.
+        subprocess.run(["sh", os.path.join(ROOT, "tests/pg.sh"), "createrole", PG_DIR, "board_app", "boardpw"],
+                       capture_output=True, check=True)
+        be.script("GRANT USAGE ON SCHEMA public TO board_app;"
+                  "GRANT SELECT, INSERT, UPDATE, DELETE ON skill_job1 TO board_app;")
+        app_url = be.url.replace("jm:jmpass@", "board_app:boardpw@", 1)
+        p = subprocess.run(["psql", app_url, "-v", "ON_ERROR_STOP=1", "-qAtX", "-c",
+                            "INSERT INTO skill_job1(job_id, title) VALUES ('app-1', 'Baker');"
+                            "UPDATE skill_job1 SET title = 'Head baker' WHERE job_id = 'app-1';"
+                            "DELETE FROM skill_job1 WHERE job_id = '11-1011.00';"], capture_output=True, text=True)
+        check(p.returncode == 0, "%s: the board's own role writes its table after attach: %s" % (tag, p.stderr))
+        logged = be.sql("SELECT id, deleted FROM job_changes WHERE id IN ('app-1', '11-1011.00') ORDER BY id")
+        check([(r[0], r[1]) for r in logged] == [("11-1011.00", "t"), ("app-1", "f")],
+              "%s: and its changes are logged: %s" % (tag, logged))
 
 
 def scenario_unreachable():
