@@ -201,14 +201,22 @@ int db_get_job_embedding(db *d, const char *id, float **out, int *dim, char **mo
 
 /* ---------- reading back ---------- */
 
+static int parse_own_json_block(const char *p, db_skill **out, int *n);
+
 int db_row_emit(db_row *r, const char *skills, db_row_fn fn, void *ctx)
 {
     r->job.skills = NULL;
     r->job.nskills = 0;
-    if (skills)
+    /* the stored form in one allocation (scanning every job parses one list
+     * each: one malloc instead of one per skill), else the general parser */
+    const char *p = skills;
+    while (p && isspace((unsigned char)*p))
+        p++;
+    int block = p && *p == '[' && parse_own_json_block(p, &r->job.skills, &r->job.nskills);
+    if (skills && !block)
         db_parse_skills(skills, &r->job.skills, &r->job.nskills);
     int rc = fn(ctx, r);
-    for (int i = 0; i < r->job.nskills; i++)
+    for (int i = 0; !block && i < r->job.nskills; i++)
         free(r->job.skills[i].name);
     free(r->job.skills);
     r->job.skills = NULL;
@@ -871,6 +879,99 @@ other:
     *n = 0;
     *cap = 0;
     return 0;
+}
+
+/* parse_own_json's grammar, the array and the names in one block (names
+ * trimmed like skills_push; empty ones dropped). Returns 0, with nothing
+ * allocated, for anything else (or out of memory): the caller falls back to
+ * db_parse_skills, which gives the same list. One pass, no library calls per
+ * character: scanning every job parses one list each. */
+typedef struct nspan {
+    const char *s;
+    uint32_t len;
+    int req;
+} nspan;
+
+/* p starts with lit (n bytes, no NUL in it); stops at the first difference,
+ * so it never reads past p's terminator */
+static inline int starts(const char *p, const char *lit, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != lit[i])
+            return 0;
+    return 1;
+}
+
+static int parse_own_json_block(const char *p, db_skill **out, int *n)
+{
+    static const char head[] = "{\"name\":\"", mid[] = "\",\"required\":";
+    nspan local[128], *sp = local;
+    int ns = 0, cap = 128, ok = 0;
+    size_t bytes = 0;
+    p++; /* '[' */
+    while (*p != ']') {
+        if (ns && *p++ != ',') /* as parse_own_json: a comma after a kept name */
+            goto done;
+        if (!starts(p, head, sizeof head - 1))
+            goto done;
+        p += sizeof head - 1;
+        const char *name = p;
+        while (*p && *p != '"' && *p != '\\')
+            p++;
+        if (*p != '"')
+            goto done;
+        size_t len = (size_t)(p - name);
+        if (!starts(p, mid, sizeof mid - 1))
+            goto done;
+        p += sizeof mid - 1;
+        int req;
+        if (starts(p, "true}", 5))
+            req = 1, p += 5;
+        else if (starts(p, "false}", 6))
+            req = 0, p += 6;
+        else
+            goto done;
+        while (len && isspace((unsigned char)*name)) {
+            name++;
+            len--;
+        }
+        while (len && isspace((unsigned char)name[len - 1]))
+            len--;
+        if (!len || len > UINT32_MAX)
+            continue;
+        if (ns == cap) {
+            nspan *g = malloc(sizeof(nspan) * (size_t)cap * 2);
+            if (!g)
+                goto done;
+            memcpy(g, sp, sizeof(nspan) * (size_t)ns);
+            if (sp != local)
+                free(sp);
+            sp = g;
+            cap *= 2;
+        }
+        sp[ns++] = (nspan){name, (uint32_t)len, req};
+        bytes += len + 1;
+    }
+    if (p[1] != 0)
+        goto done;
+    db_skill *a = malloc(sizeof(db_skill) * (size_t)ns + bytes + 1);
+    if (!a)
+        goto done;
+    char *txt = (char *)(a + ns);
+    for (int i = 0; i < ns; i++) {
+        memcpy(txt, sp[i].s, sp[i].len);
+        txt[sp[i].len] = 0;
+        a[i].name = txt;
+        a[i].required = sp[i].req;
+        txt += sp[i].len + 1;
+    }
+    *out = a;
+    *n = ns;
+    ok = 1;
+done:
+    if (sp != local)
+        free(sp);
+    return ok;
 }
 
 void db_parse_skills(const char *value, db_skill **out, int *n)

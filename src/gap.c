@@ -23,13 +23,13 @@ static void order_missing(const gap_item *items, int *ord, int n)
 }
 
 /* Fill items for job j against profile p; returns readiness. */
-static float classify(const rank_engine *e, const rprofile *p, const rjob *j, gap_item *items, int *nhave,
-                      int *npartial)
+static float classify(const rank_engine *e, rprofile *p, const rjob *j, gap_item *items, int *nhave, int *npartial)
 {
     float wsum = 0, got = 0;
     *nhave = *npartial = 0;
     for (int i = 0; i < j->nsk; i++) {
         int s = JSK(e, j, i);
+        rprofile_sim(e, p, s);
         gap_item *g = &items[i];
         g->skill = sk_display(e->voc, s);
         g->required = JREQ(e, j, i);

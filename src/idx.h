@@ -148,6 +148,9 @@ int idx_search(const idx *x, const float *query, int k, const uint64_t *allow, i
  * the approximate score of one slot, e.g. for a candidate found elsewhere.
  * NaN if the slot is not live. O(dim). */
 float idx_score(const idx *x, const float *query, uint32_t slot);
+/* out[i] = idx_score(x, query, slots[i]) for i < n, the same bits, several
+ * slots at a time. */
+void idx_score_many(const idx *x, const float *query, const uint32_t *slots, int n, float *out);
 
 /* Fetches the exact float32 vectors of n slots (ascending) into vecs[n][dim].
  * Returns JM_OK or a JM_E* code with *err filled. A vector that no longer

@@ -1,11 +1,16 @@
 /* rank.c - the recommendation engine: load and follow the store, build the
  * person's profile, score and explain. See rank.h for the scoring. */
 #include <ctype.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <strings.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <time.h>
 
 #include "rank_int.h"
 
@@ -23,6 +28,7 @@ void rank_opts_default(rank_opts *o)
     o->stream_chunk = 4096;
     o->refresh_secs = 5.0;
     o->keyword_scan_max = 20000;
+    o->cache_entries = 2048;
 }
 
 void rank_filters_init(rank_filters *f)
@@ -159,6 +165,35 @@ static int parse_day(const char *s)
     return days_from_civil(y, m, d);
 }
 
+/* The string arena: ids and interned strings, in 64 KiB blocks freed with
+ * the engine (one malloc per block, not per string: 100,000 ids cost 1.2 MB
+ * instead of 3.2). */
+struct rank_strblk {
+    struct rank_strblk *next;
+    size_t used, cap;
+    char data[];
+};
+
+static char *arena_strdup(rank_engine *e, const char *s)
+{
+    size_t n = strlen(s) + 1;
+    struct rank_strblk *b = e->sblk;
+    if (!b || b->cap - b->used < n) {
+        size_t cap = n > 65536 - sizeof *b ? n : 65536 - sizeof *b;
+        b = malloc(sizeof *b + cap);
+        if (!b)
+            return NULL;
+        b->next = e->sblk;
+        b->used = 0;
+        b->cap = cap;
+        e->sblk = b;
+    }
+    char *p = b->data + b->used;
+    memcpy(p, s, n);
+    b->used += n;
+    return p;
+}
+
 /* The engine's single copy of s (NULL for NULL, or when out of memory). */
 static const char *intern(rank_engine *e, const char *s)
 {
@@ -186,25 +221,41 @@ static const char *intern(rank_engine *e, const char *s)
             return e->strs[h];
         h = (h + 1) & m;
     }
-    e->strs[h] = strdup(s);
+    e->strs[h] = arena_strdup(e, s);
     if (e->strs[h])
         e->strs_n++;
     return e->strs[h];
 }
 
-static void rjob_clear(rjob *j)
+static void rjob_clear(rjob *j) { memset(j, 0, sizeof *j); }
+
+/* A slot put since the skill-pass structures were built (see accel_build). */
+static void mark_dirty(rank_engine *e, int slot)
 {
-    free(j->id);
-    memset(j, 0, sizeof *j);
+    if (!e->accel || (e->dirty[slot / 64] >> (slot % 64) & 1))
+        return;
+    if (e->ndirty == e->dirty_cap) {
+        int nc = e->dirty_cap ? 2 * e->dirty_cap : 256;
+        int *nl = realloc(e->dirty_list, sizeof(int) * (size_t)nc);
+        if (!nl) {
+            e->accel = 0; /* queries fall back to the full pass until a rebuild */
+            return;
+        }
+        e->dirty_list = nl;
+        e->dirty_cap = nc;
+    }
+    e->dirty[slot / 64] |= 1ULL << (slot % 64);
+    e->dirty_list[e->ndirty++] = slot;
 }
 
 /* Vocabulary index of a skill name as a job gives it; -1 if it normalises to nothing. */
 static int raw_skill(rank_engine *e, const char *name)
 {
+    uint64_t hv = hash_id(name);
     if (e->raw_nslots) {
-        uint64_t m = (uint64_t)e->raw_nslots - 1, h = hash_id(name) & m;
+        uint64_t m = (uint64_t)e->raw_nslots - 1, h = hv & m;
         while (e->raw_keys[h]) {
-            if (!strcmp(e->raw_keys[h], name))
+            if (e->raw_hash[h] == hv && !strcmp(e->raw_keys[h], name))
                 return e->raw_vals[h];
             h = (h + 1) & m;
         }
@@ -218,34 +269,54 @@ static int raw_skill(rank_engine *e, const char *name)
         int ns = e->raw_nslots ? e->raw_nslots * 2 : 8192;
         char **nk = calloc((size_t)ns, sizeof(char *));
         int *nv = malloc(sizeof(int) * (size_t)ns);
-        if (!nk || !nv) {
+        uint64_t *nh = malloc(sizeof(uint64_t) * (size_t)ns);
+        if (!nk || !nv || !nh) {
             free(nk);
             free(nv);
+            free(nh);
             return v;
         }
         for (int i = 0; i < e->raw_nslots; i++)
             if (e->raw_keys[i]) {
-                uint64_t h = hash_id(e->raw_keys[i]) & (uint64_t)(ns - 1);
+                uint64_t h = e->raw_hash[i] & (uint64_t)(ns - 1);
                 while (nk[h])
                     h = (h + 1) & (uint64_t)(ns - 1);
                 nk[h] = e->raw_keys[i];
                 nv[h] = e->raw_vals[i];
+                nh[h] = e->raw_hash[i];
             }
         free(e->raw_keys);
         free(e->raw_vals);
+        free(e->raw_hash);
         e->raw_keys = nk;
         e->raw_vals = nv;
+        e->raw_hash = nh;
         e->raw_nslots = ns;
     }
-    uint64_t m = (uint64_t)e->raw_nslots - 1, h = hash_id(name) & m;
+    uint64_t m = (uint64_t)e->raw_nslots - 1, h = hv & m;
     while (e->raw_keys[h])
         h = (h + 1) & m;
-    e->raw_keys[h] = strdup(name);
+    e->raw_keys[h] = arena_strdup(e, name);
     if (e->raw_keys[h]) {
         e->raw_vals[h] = v;
+        e->raw_hash[h] = hv;
         e->raw_n++;
     }
     return v;
+}
+
+/* The arena's entries become 32-bit (a vocabulary index reached 32768). */
+static int arena_widen(rank_engine *e)
+{
+    uint32_t *w = malloc(sizeof(uint32_t) * (e->arena_cap ? e->arena_cap : 1));
+    if (!w)
+        return JM_ENOMEM;
+    for (size_t k = 0; k < e->arena_n; k++)
+        w[k] = ((const uint16_t *)e->arena)[k];
+    free(e->arena);
+    e->arena = w;
+    e->arena16 = 0;
+    return JM_OK;
 }
 
 /* Fill slot from a row: metadata, skills (document frequencies follow), vector. */
@@ -260,16 +331,16 @@ static int job_put(rank_engine *e, int slot, const db_row *r, jm_err *err)
             e->with_vec--;
     }
     char *keep_id = j->id;
-    j->id = NULL;
     rjob_clear(j);
-    j->id = keep_id ? keep_id : strdup(r->job.id);
+    j->id = keep_id ? keep_id : arena_strdup(e, r->job.id);
+    mark_dirty(e, slot);
     const db_job *s = &r->job;
     j->title = intern(e, s->title);
     j->company = intern(e, s->company);
     j->location = intern(e, s->location);
     j->emp = intern(e, s->employment_type);
     j->sen = intern(e, s->seniority);
-    j->remote = s->remote;
+    j->remote = (int8_t)(s->remote > 1 ? 2 : s->remote < -1 ? -1 : s->remote); /* == 1 stays == 1 */
     j->smin = (float)s->salary_min;
     j->smax = (float)s->salary_max;
     j->posted = parse_day(s->posted_at);
@@ -281,26 +352,44 @@ static int job_put(rank_engine *e, int slot, const db_row *r, jm_err *err)
             size_t nc = e->arena_cap ? e->arena_cap * 2 : 1 << 16;
             while (nc < e->arena_n + (size_t)s->nskills)
                 nc *= 2;
-            uint32_t *na = realloc(e->arena, sizeof(uint32_t) * nc);
+            void *na = realloc(e->arena, (e->arena16 ? 2 : 4) * nc);
             if (!na)
                 return jm_fail(err, JM_ENOMEM, "out of memory");
             e->arena = na;
             e->arena_cap = nc;
         }
         j->sk_off = (uint32_t)e->arena_n;
+        if (++e->stamp == 0) { /* wrapped: forget every stamp */
+            memset(e->vstamp, 0, sizeof(uint32_t) * (size_t)e->vstamp_n);
+            e->stamp = 1;
+        }
         for (int i = 0; i < s->nskills; i++) {
             int v = raw_skill(e, s->skills[i].name);
             if (v == -2)
                 return jm_fail(err, JM_ENOMEM, "out of memory");
             if (v < 0)
                 continue;
-            int dup = 0;
-            for (int k = 0; k < j->nsk; k++)
-                dup |= JSK(e, j, k) == v;
-            if (dup)
-                continue;
+            if (v >= e->vstamp_n) {
+                int nn = e->vstamp_n ? e->vstamp_n : 4096;
+                while (nn <= v)
+                    nn *= 2;
+                uint32_t *ns = realloc(e->vstamp, sizeof(uint32_t) * (size_t)nn);
+                if (!ns)
+                    return jm_fail(err, JM_ENOMEM, "out of memory");
+                memset(ns + e->vstamp_n, 0, sizeof(uint32_t) * (size_t)(nn - e->vstamp_n));
+                e->vstamp = ns;
+                e->vstamp_n = nn;
+            }
+            if (e->vstamp[v] == e->stamp)
+                continue; /* listed twice */
+            e->vstamp[v] = e->stamp;
             int req = s->skills[i].required != 0;
-            e->arena[e->arena_n++] = (uint32_t)v << 1 | (uint32_t)req;
+            if (e->arena16 && v > 32767 && arena_widen(e))
+                return jm_fail(err, JM_ENOMEM, "out of memory");
+            if (e->arena16)
+                ((uint16_t *)e->arena)[e->arena_n++] = (uint16_t)(v << 1 | req);
+            else
+                ((uint32_t *)e->arena)[e->arena_n++] = (uint32_t)v << 1 | (uint32_t)req;
             j->wsum += rank_skill_weight(e, req);
             j->nsk++;
             sk_df_add(e->voc, v, 1);
@@ -308,15 +397,12 @@ static int job_put(rank_engine *e, int slot, const db_row *r, jm_err *err)
     }
     j->live = 1;
     e->live++;
+    e->livebits[slot / 64] |= 1ULL << (slot % 64);
     j->has_vec = 0;
     if (r->emb && r->emb_len == (size_t)e->dim * 4) {
         if (e->ix) {
-            float *v = malloc(sizeof(float) * (size_t)e->dim);
-            if (!v)
-                return jm_fail(err, JM_ENOMEM, "out of memory");
-            db_vec_from_le(r->emb, e->dim, v);
-            int rc = idx_set(e->ix, (uint32_t)slot, v, err);
-            free(v);
+            db_vec_from_le(r->emb, e->dim, e->vec_tmp);
+            int rc = idx_set(e->ix, (uint32_t)slot, e->vec_tmp, err);
             if (rc)
                 return rc;
         }
@@ -342,6 +428,18 @@ static void job_delete(rank_engine *e, int slot)
         idx_remove(e->ix, (uint32_t)slot);
     j->live = 0;
     j->has_vec = 0;
+    e->livebits[slot / 64] &= ~(1ULL << (slot % 64));
+}
+
+/* Grow a bitmap of *words words to `words` words, zero-filled. */
+static int grow_bits(uint64_t **bits, int old_words, int words)
+{
+    uint64_t *nb = realloc(*bits, sizeof(uint64_t) * (size_t)words);
+    if (!nb)
+        return JM_ENOMEM;
+    memset(nb + old_words, 0, sizeof(uint64_t) * (size_t)(words - old_words));
+    *bits = nb;
+    return JM_OK;
 }
 
 static int new_slot(rank_engine *e, const char *id, jm_err *err)
@@ -354,15 +452,20 @@ static int new_slot(rank_engine *e, const char *id, jm_err *err)
         e->jobs = nj;
         e->cap = nc;
     }
+    int words = e->cap / 64 + 1;
+    if (words > e->livebits_words) {
+        if (grow_bits(&e->livebits, e->livebits_words, words) || grow_bits(&e->dirty, e->livebits_words, words))
+            return jm_fail(err, JM_ENOMEM, "out of memory");
+        e->livebits_words = words;
+    }
     int slot = e->njobs;
     memset(&e->jobs[slot], 0, sizeof(rjob));
-    e->jobs[slot].id = strdup(id);
+    e->jobs[slot].id = arena_strdup(e, id);
     if (!e->jobs[slot].id)
         return jm_fail(err, JM_ENOMEM, "out of memory");
     e->njobs++;
     if (id_insert(e, slot)) {
         e->njobs--;
-        free(e->jobs[slot].id);
         return jm_fail(err, JM_ENOMEM, "out of memory");
     }
     return slot;
@@ -391,6 +494,531 @@ static int on_row(void *ctx, const db_row *r)
         return slot;
     c->applied++;
     return job_put(e, slot, r, c->err);
+}
+
+/* ---------- loading on two threads ----------
+ *
+ * The database scan (SQLite: reading the pages, checking each text's hash,
+ * parsing the skills) and building the engine (ids, skills, the index) take
+ * about as long as each other. At load a second thread scans and copies each
+ * row into a batch, and the calling thread builds the engine from full
+ * batches (so the engine's memory comes from the caller's malloc arena, as
+ * with one thread). Rows are applied in scan order, as by one thread. The
+ * batches' buffers are mapped directly and unmapped at the end. */
+#define LB_ROWS 128
+#define LB_QUEUE 4
+
+typedef struct lrow {
+    uint32_t id, title, company, location, emp, sen, posted, emb; /* text offsets; UINT32_MAX = NULL */
+    uint32_t emb_len, sk, nsk;
+    int remote;
+    double smin, smax;
+    int64_t rev;
+} lrow;
+
+typedef struct lskill {
+    uint32_t name;
+    int req;
+} lskill;
+
+typedef struct lbatch {
+    lrow rows[LB_ROWS];
+    int n;
+    lskill *sk;
+    size_t nsk, skcap; /* entries */
+    char *txt;
+    size_t len, cap;   /* bytes */
+} lbatch;
+
+typedef struct loader {
+    rank_engine *e;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    lbatch b[LB_QUEUE + 1]; /* batches cycle: filled by the scan, applied by the builder */
+    int head, tail, count;  /* the queue of full batches (indices into b) */
+    int filling;            /* the batch the scan fills */
+    int done, rc, scan_rc;
+    jm_err serr;            /* the scan's */
+} loader;
+
+/* Grow a mapped buffer to hold `need` bytes (0 or -1 when out of memory). */
+static int lb_grow(void **p, size_t *cap, size_t need)
+{
+    if (need <= *cap)
+        return 0;
+    size_t nc = *cap ? *cap * 2 : (size_t)1 << 18;
+    while (nc < need)
+        nc *= 2;
+    void *np = mmap(NULL, nc, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (np == MAP_FAILED)
+        return -1;
+    if (*p) {
+        memcpy(np, *p, *cap);
+        munmap(*p, *cap);
+    }
+    *p = np;
+    *cap = nc;
+    return 0;
+}
+
+static uint32_t lb_text(lbatch *b, const void *s, size_t len, int *oom)
+{
+    if (!s)
+        return UINT32_MAX;
+    if (lb_grow((void **)&b->txt, &b->cap, b->len + len + 1)) {
+        *oom = 1;
+        return UINT32_MAX;
+    }
+    uint32_t at = (uint32_t)b->len;
+    memcpy(b->txt + at, s, len);
+    b->txt[at + len] = 0;
+    b->len += len + 1;
+    return at;
+}
+
+static uint32_t lb_str(lbatch *b, const char *s, int *oom) { return s ? lb_text(b, s, strlen(s), oom) : UINT32_MAX; }
+
+static const char *lb_get(const lbatch *b, uint32_t at) { return at == UINT32_MAX ? NULL : b->txt + at; }
+
+/* Hand the filling batch to the builder, waiting while the queue is full. */
+static int loader_push(loader *L)
+{
+    pthread_mutex_lock(&L->mu);
+    while (L->count == LB_QUEUE && !L->rc)
+        pthread_cond_wait(&L->cv, &L->mu);
+    int rc = L->rc;
+    if (!rc) {
+        L->count++;
+        L->tail = (L->tail + 1) % (LB_QUEUE + 1);
+        L->filling = L->tail;
+        pthread_cond_broadcast(&L->cv);
+    }
+    pthread_mutex_unlock(&L->mu);
+    lbatch *b = &L->b[L->filling];
+    b->n = 0;
+    b->nsk = 0;
+    b->len = 0;
+    return rc;
+}
+
+/* The scan's callback: copy the row into the filling batch. */
+static int loader_row(void *ctx, const db_row *r)
+{
+    loader *L = ctx;
+    lbatch *b = &L->b[L->filling];
+    int oom = 0;
+    lrow *x = &b->rows[b->n];
+    const db_job *j = &r->job;
+    x->id = lb_str(b, j->id, &oom);
+    x->title = lb_str(b, j->title, &oom);
+    x->company = lb_str(b, j->company, &oom);
+    x->location = lb_str(b, j->location, &oom);
+    x->emp = lb_str(b, j->employment_type, &oom);
+    x->sen = lb_str(b, j->seniority, &oom);
+    x->posted = lb_str(b, j->posted_at, &oom);
+    x->emb = r->emb ? lb_text(b, r->emb, r->emb_len, &oom) : UINT32_MAX;
+    x->emb_len = (uint32_t)r->emb_len;
+    x->remote = j->remote;
+    x->smin = j->salary_min;
+    x->smax = j->salary_max;
+    x->rev = r->rev;
+    size_t skcap = b->skcap * sizeof(lskill);
+    if (lb_grow((void **)&b->sk, &skcap, (b->nsk + (size_t)j->nskills) * sizeof(lskill)))
+        return jm_fail(&L->serr, JM_ENOMEM, "out of memory");
+    b->skcap = skcap / sizeof(lskill);
+    x->sk = (uint32_t)b->nsk;
+    x->nsk = (uint32_t)j->nskills;
+    for (int k = 0; k < j->nskills; k++)
+        b->sk[b->nsk++] = (lskill){lb_str(b, j->skills[k].name, &oom), j->skills[k].required};
+    if (oom || r->emb_len > UINT32_MAX || b->len > UINT32_MAX / 2 || b->nsk > UINT32_MAX / 2)
+        return jm_fail(&L->serr, JM_ENOMEM, "out of memory");
+    if (++b->n == LB_ROWS || b->len > ((size_t)1 << 22))
+        return loader_push(L);
+    return JM_OK;
+}
+
+/* The scan thread. */
+static void *loader_scan(void *arg)
+{
+    loader *L = arg;
+    rank_engine *e = L->e;
+    struct timespec ts0, ts1;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts0);
+    int rc = db_scan_jobs(e->d, e->model_id, e->ix != NULL, loader_row, L, &L->serr);
+    if (rc == JM_OK && L->b[L->filling].n)
+        rc = loader_push(L);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts1);
+    if (getenv("JOBMATCH_TRACE"))
+        fprintf(stderr, "rank: load: the scan thread used %.3f s of CPU\n",
+                (ts1.tv_sec - ts0.tv_sec) + (ts1.tv_nsec - ts0.tv_nsec) * 1e-9);
+    pthread_mutex_lock(&L->mu);
+    L->scan_rc = rc;
+    L->done = 1;
+    pthread_cond_broadcast(&L->cv);
+    pthread_mutex_unlock(&L->mu);
+    return NULL;
+}
+
+/* Apply the full batches as they come until the scan is done. */
+static int loader_build(loader *L, int *applied, jm_err *err)
+{
+    db_skill *sk = NULL;
+    int skcap = 0, rc = JM_OK;
+    struct {
+        rank_engine *e;
+        jm_err *err;
+        int applied;
+    } c = {L->e, err, 0};
+    for (;;) {
+        pthread_mutex_lock(&L->mu);
+        while (!L->count && !L->done)
+            pthread_cond_wait(&L->cv, &L->mu);
+        if (!L->count) {
+            pthread_mutex_unlock(&L->mu);
+            break;
+        }
+        int bi = L->head;
+        pthread_mutex_unlock(&L->mu);
+        lbatch *b = &L->b[bi];
+        for (int i = 0; i < b->n && rc == JM_OK; i++) {
+            const lrow *x = &b->rows[i];
+            if ((int)x->nsk > skcap) {
+                skcap = (int)x->nsk * 2;
+                db_skill *ns = realloc(sk, sizeof(db_skill) * (size_t)skcap);
+                if (!ns) {
+                    rc = jm_fail(err, JM_ENOMEM, "out of memory");
+                    break;
+                }
+                sk = ns;
+            }
+            for (uint32_t k = 0; k < x->nsk; k++) {
+                sk[k].name = b->txt + b->sk[x->sk + k].name;
+                sk[k].required = b->sk[x->sk + k].req;
+            }
+            db_row r;
+            memset(&r, 0, sizeof r);
+            r.job.id = (char *)lb_get(b, x->id);
+            r.job.title = (char *)lb_get(b, x->title);
+            r.job.company = (char *)lb_get(b, x->company);
+            r.job.location = (char *)lb_get(b, x->location);
+            r.job.employment_type = (char *)lb_get(b, x->emp);
+            r.job.seniority = (char *)lb_get(b, x->sen);
+            r.job.posted_at = (char *)lb_get(b, x->posted);
+            r.job.remote = x->remote;
+            r.job.salary_min = x->smin;
+            r.job.salary_max = x->smax;
+            r.job.skills = sk;
+            r.job.nskills = (int)x->nsk;
+            r.emb = (const unsigned char *)lb_get(b, x->emb);
+            r.emb_len = x->emb_len;
+            r.rev = x->rev;
+            rc = on_row(&c, &r);
+        }
+        pthread_mutex_lock(&L->mu);
+        if (rc && !L->rc)
+            L->rc = rc; /* stops the scan at its next batch */
+        L->head = (L->head + 1) % (LB_QUEUE + 1);
+        L->count--;
+        pthread_cond_broadcast(&L->cv);
+        pthread_mutex_unlock(&L->mu);
+    }
+    free(sk);
+    *applied = c.applied;
+    return rc;
+}
+
+/* Scan every job into the engine, the scan on a second thread; on one
+ * thread if that cannot start. *applied counts jobs put. */
+static int load_jobs(rank_engine *e, int *applied, jm_err *err)
+{
+    struct {
+        rank_engine *e;
+        jm_err *err;
+        int applied;
+    } c = {e, err, 0};
+    loader *L = calloc(1, sizeof *L);
+    pthread_t tid;
+    int started = 0;
+    if (L && !pthread_mutex_init(&L->mu, NULL)) {
+        if (!pthread_cond_init(&L->cv, NULL)) {
+            L->e = e;
+            started = !pthread_create(&tid, NULL, loader_scan, L);
+            if (!started)
+                pthread_cond_destroy(&L->cv);
+        }
+        if (!started)
+            pthread_mutex_destroy(&L->mu);
+    }
+    if (!started) {
+        free(L);
+        int rc = db_scan_jobs(e->d, e->model_id, e->ix != NULL, on_row, &c, err);
+        *applied = c.applied;
+        return rc;
+    }
+    int rc = loader_build(L, applied, err);
+    pthread_join(tid, NULL);
+    if (rc == JM_OK && L->scan_rc) {
+        rc = L->scan_rc;
+        *err = L->serr;
+    }
+    for (int i = 0; i <= LB_QUEUE; i++) {
+        if (L->b[i].sk)
+            munmap(L->b[i].sk, L->b[i].skcap * sizeof(lskill));
+        if (L->b[i].txt)
+            munmap(L->b[i].txt, L->b[i].cap);
+    }
+    pthread_cond_destroy(&L->cv);
+    pthread_mutex_destroy(&L->mu);
+    free(L);
+    return rc;
+}
+
+/* ---------- the skill pass's structures ---------- */
+
+static void accel_free(rank_engine *e)
+{
+    free(e->post_bit);
+    free(e->post_off);
+    free(e->post);
+    free(e->post_bnd);
+    e->post_bnd = NULL;
+    free(e->wperm);
+    free(e->rmask);
+    free(e->rcls);
+    free(e->cls_w);
+    free(e->cls_lw);
+    free(e->cls_bound);
+    free(e->cls_logf);
+    free(e->roff);
+    e->roff = NULL;
+    e->cls_logf = NULL;
+    e->post_bit = NULL;
+    e->post_off = e->wperm = e->rcls = NULL;
+    e->post = NULL;
+    e->rmask = NULL;
+    e->cls_w = e->cls_lw = e->cls_bound = NULL;
+    e->post_nv = e->wperm_n = e->ncls = 0;
+    e->accel = 0;
+}
+
+/* f(w) of a job whose skill weights sum to w: the part of Q + w_coverage C
+ * that depends on w alone, with C at its largest (every skill had). */
+static double wpart(const rank_engine *e, double w)
+{
+    double f = -log(w + e->o.mu);
+    if (e->o.w.coverage > 0)
+        f += e->o.w.coverage * w / (w + e->o.shrink);
+    return f;
+}
+
+static float float_up(double x)
+{
+    float f = (float)x;
+    return (double)f < x ? nextafterf(f, INFINITY) : f;
+}
+
+typedef struct skcount {
+    uint32_t n;
+    int v;
+} skcount;
+
+static int cmp_skcount(const void *a, const void *b)
+{
+    const skcount *x = a, *y = b;
+    if (x->n != y->n)
+        return x->n < y->n ? 1 : -1;
+    return x->v - y->v;
+}
+
+/* Build (or rebuild) the skill pass's structures from the live jobs and
+ * forget the dirty slots; compacts the skill arena when changed jobs left
+ * much of it behind. Caller holds the write lock (or is rank_open). On
+ * failure the structures are absent and queries take the full pass. */
+static void accel_build(rank_engine *e, int V)
+{
+    accel_free(e);
+    for (int i = 0; i < e->ndirty; i++)
+        e->dirty[e->dirty_list[i] / 64] &= ~(1ULL << (e->dirty_list[i] % 64));
+    e->ndirty = 0;
+    if (e->o.mu <= 0 || e->o.shrink <= 0 || e->o.nice_weight < 0)
+        return; /* the bounds assume these; the full pass does not */
+    int N = e->njobs;
+    size_t pairs = 0;
+    int live = 0;
+    for (int s = 0; s < N; s++)
+        if (e->jobs[s].live) {
+            pairs += (size_t)e->jobs[s].nsk;
+            live++;
+        }
+    if (pairs > UINT32_MAX - 1)
+        return;
+    size_t L = (size_t)(live ? live : 1);
+    skcount *top = malloc(sizeof(skcount) * (size_t)(V ? V : 1));
+    uint32_t *cnt = calloc((size_t)V + 1, sizeof(uint32_t)), *tmp = malloc(sizeof(uint32_t) * L), *hist = NULL;
+    e->post_bit = malloc((size_t)(V ? V : 1));
+    e->post_off = malloc(sizeof(uint32_t) * ((size_t)V + 1));
+    e->wperm = malloc(sizeof(uint32_t) * L);
+    e->rmask = calloc(2 * L, sizeof(uint64_t));
+    e->rcls = malloc(sizeof(uint32_t) * L);
+    e->roff = malloc(sizeof(uint32_t) * (L + 1));
+    if (!top || !cnt || !tmp || !e->post_bit || !e->post_off || !e->wperm || !e->rmask || !e->rcls || !e->roff)
+        goto fail;
+    /* the 64 skills most jobs list get a bit in the per-job masks; every
+     * other skill a postings list, in slot order */
+    for (int s = 0; s < N; s++) {
+        const rjob *j = &e->jobs[s];
+        if (j->live)
+            for (int i = 0; i < j->nsk; i++)
+                cnt[JSK(e, j, i)]++;
+    }
+    for (int v = 0; v < V; v++) {
+        top[v] = (skcount){cnt[v], v};
+        e->post_bit[v] = -1;
+    }
+    qsort(top, (size_t)V, sizeof(skcount), cmp_skcount);
+    for (int i = 0; i < V && i < 64 && top[i].n > 0; i++)
+        e->post_bit[top[i].v] = (signed char)i;
+    uint32_t total = 0;
+    for (int v = 0; v < V; v++) {
+        e->post_off[v] = total;
+        total += e->post_bit[v] < 0 ? cnt[v] : 0;
+    }
+    e->post_off[V] = total;
+    e->post = malloc(sizeof(uint16_t) * (total ? total : 1));
+    e->post_nb = (live + 32767) >> 15;
+    if (e->post_nb < 1)
+        e->post_nb = 1;
+    e->post_bnd = malloc(sizeof(uint32_t) * (size_t)V * (size_t)e->post_nb + 1);
+    if (!e->post || !e->post_bnd)
+        goto fail;
+    e->post_nv = V;
+    /* live slots by wsum ascending: a stable radix sort on the float's bits
+     * (wsum >= 0, so they order as the integers), two 16-bit digits */
+    int n = 0;
+    for (int s = 0; s < N; s++)
+        if (e->jobs[s].live)
+            tmp[n++] = (uint32_t)s;
+    hist = malloc(sizeof(uint32_t) * 65537);
+    if (!hist)
+        goto fail;
+    for (int pass = 0; pass < 2; pass++) {
+        memset(hist, 0, sizeof(uint32_t) * 65537);
+        uint32_t *from = pass ? e->wperm : tmp, *to = pass ? tmp : e->wperm;
+        for (int i = 0; i < n; i++) {
+            uint32_t b;
+            memcpy(&b, &e->jobs[from[i]].wsum, 4);
+            hist[((b >> (16 * pass)) & 0xffff) + 1]++;
+        }
+        for (int i = 0; i < 65536; i++)
+            hist[i + 1] += hist[i];
+        for (int i = 0; i < n; i++) {
+            uint32_t b;
+            memcpy(&b, &e->jobs[from[i]].wsum, 4);
+            to[hist[(b >> (16 * pass)) & 0xffff]++] = from[i];
+        }
+    }
+    memcpy(e->wperm, tmp, sizeof(uint32_t) * (size_t)n);
+    /* the skill arena in rank order (which also drops what changed jobs left
+     * behind): the skill pass reads jobs by rank, so their skills follow each
+     * other in memory */
+    size_t esz = e->arena16 ? 2 : 4;
+    char *na = malloc(esz * (pairs ? pairs : 1));
+    if (!na)
+        goto fail;
+    size_t k = 0;
+    for (int r = 0; r < n; r++) {
+        rjob *j = &e->jobs[e->wperm[r]];
+        memcpy(na + esz * k, (const char *)e->arena + esz * j->sk_off, esz * (size_t)j->nsk);
+        j->sk_off = (uint32_t)k;
+        e->roff[r] = (uint32_t)k;
+        k += (size_t)j->nsk;
+    }
+    e->roff[n] = (uint32_t)k;
+    for (int s = 0; s < N; s++)
+        if (!e->jobs[s].live) {
+            e->jobs[s].nsk = 0;
+            e->jobs[s].sk_off = 0;
+        }
+    free(e->arena);
+    e->arena = na;
+    e->arena_n = e->arena_cap = pairs;
+    /* postings, as ranks ascending */
+    memcpy(cnt, e->post_off, sizeof(uint32_t) * (size_t)V); /* fill positions */
+    int NB = e->post_nb;
+    memset(top, 0, sizeof(skcount) * (size_t)V); /* top[v].n: the block being filled */
+    for (int r = 0; r < n; r++) {
+        const rjob *j = &e->jobs[e->wperm[r]];
+        uint32_t b = (uint32_t)r >> 15;
+        for (int i = 0; i < j->nsk; i++) {
+            int v = JSK(e, j, i);
+            if (e->post_bit[v] >= 0)
+                continue;
+            while (top[v].n < b) /* blocks before b end here */
+                e->post_bnd[(size_t)v * NB + top[v].n++] = cnt[v];
+            e->post[cnt[v]++] = (uint16_t)((r & 32767) << 1 | JREQ(e, j, i));
+        }
+    }
+    for (int v = 0; v < V; v++)
+        for (uint32_t b = top[v].n; b < (uint32_t)NB; b++)
+            e->post_bnd[(size_t)v * NB + b] = cnt[v];
+    /* per rank: the masks and the wsum class */
+    int ncls = 0;
+    for (int r = 0; r < n; r++) {
+        const rjob *j = &e->jobs[e->wperm[r]];
+        for (int i = 0; i < j->nsk; i++) {
+            int b = e->post_bit[JSK(e, j, i)];
+            if (b >= 0)
+                e->rmask[2 * r + !JREQ(e, j, i)] |= 1ULL << b;
+        }
+        if (r == 0 || memcmp(&j->wsum, &e->jobs[e->wperm[r - 1]].wsum, 4))
+            ncls++;
+        e->rcls[r] = (uint32_t)(ncls - 1);
+    }
+    e->cls_w = malloc(sizeof(float) * (size_t)(ncls ? ncls : 1));
+    e->cls_lw = malloc(sizeof(float) * (size_t)(ncls ? ncls : 1));
+    e->cls_bound = malloc(sizeof(float) * (size_t)(ncls ? ncls : 1));
+    e->cls_logf = malloc(sizeof(float) * (size_t)(ncls ? ncls : 1));
+    if (!e->cls_w || !e->cls_lw || !e->cls_bound || !e->cls_logf)
+        goto fail;
+    for (int r = 0; r < n; r++)
+        e->cls_w[e->rcls[r]] = e->jobs[e->wperm[r]].wsum;
+    float m = -INFINITY;
+    for (int c = ncls - 1; c >= 0; c--) {
+        e->cls_lw[c] = float_up(-log((double)e->cls_w[c] + e->o.mu));
+        e->cls_logf[c] = logf(e->cls_w[c] + e->o.mu); /* as score_skills has it */
+        float f = float_up(wpart(e, e->cls_w[c]));
+        m = f > m ? f : m;
+        e->cls_bound[c] = m;
+    }
+    e->ncls = ncls;
+    e->wperm_n = n;
+    free(top);
+    free(cnt);
+    free(tmp);
+    free(hist);
+    e->accel = 1;
+    return;
+fail:
+    free(top);
+    free(cnt);
+    free(tmp);
+    free(hist);
+    accel_free(e);
+}
+
+typedef struct accel_arg {
+    rank_engine *e;
+    int V;
+    double secs;
+} accel_arg;
+
+static void *accel_main(void *arg)
+{
+    accel_arg *a = arg;
+    double t = jm_now();
+    accel_build(a->e, a->V);
+    a->secs = jm_now() - t;
+    return NULL;
 }
 
 typedef struct skill_ctx {
@@ -443,12 +1071,16 @@ int rank_open(db *d, const bert_model *model, const rank_opts *opts, rank_engine
     else
         rank_opts_default(&e->o);
     e->d = d;
+    e->arena16 = 1;
     e->model = model;
     e->dim = bert_dim(model);
     snprintf(e->model_id, sizeof e->model_id, "%s", bert_model_id(model));
     pthread_rwlock_init(&e->lock, NULL);
     pthread_mutex_init(&e->dblock, NULL);
     int rc = sk_vocab_new(e->dim, &e->voc, err);
+    e->vec_tmp = malloc(sizeof(float) * (size_t)e->dim);
+    if (rc == JM_OK && (!e->vec_tmp || vc_new(e->dim, e->o.cache_entries, &e->cache)))
+        rc = jm_fail(err, JM_ENOMEM, "out of memory");
     if (rc == JM_OK && e->o.index_mode == RANK_INDEX_MEMORY)
         rc = idx_new(e->dim, &e->ix, err);
     /* The change-log position first: whatever changes during the load is
@@ -456,19 +1088,33 @@ int rank_open(db *d, const bert_model *model, const rank_opts *opts, rank_engine
     int64_t now = 0;
     if (rc == JM_OK)
         rc = db_changes(d, e->model_id, INT64_MAX, ignore_row, NULL, &now, err);
-    struct {
-        rank_engine *e;
-        jm_err *err;
-        int applied;
-    } c = {e, err, 0};
+    int applied = 0;
+    double t1 = jm_now();
     if (rc == JM_OK)
-        rc = db_scan_jobs(d, e->model_id, e->ix != NULL, on_row, &c, err);
+        rc = load_jobs(e, &applied, err);
+    double t2 = jm_now();
+    /* The skill pass's structures need only the jobs (and the vocabulary size
+     * now: skills the skills table adds are listed by no job): built on a
+     * second thread while this one reads the skills table. */
+    accel_arg aa = {e, sk_count(e->voc), 0};
+    pthread_t at;
+    int threaded = rc == JM_OK && pthread_create(&at, NULL, accel_main, &aa) == 0;
     if (rc == JM_OK)
         rc = load_skills(e, err);
+    if (threaded)
+        pthread_join(at, NULL);
+    else if (rc == JM_OK)
+        accel_main(&aa);
     if (rc) {
         rank_close(e);
         return rc;
     }
+    if (getenv("JOBMATCH_TRACE"))
+        fprintf(stderr, "rank: load: jobs %.3f s, skills %.3f s (skill-pass structures %.3f s beside)\n", t2 - t1,
+                jm_now() - t2, aa.secs);
+#ifdef __GLIBC__
+    malloc_trim(0); /* what the load grew and freed goes back to the system */
+#endif
     e->rev = now;
     e->load_secs = jm_now() - t0;
     e->last_refresh = jm_now();
@@ -480,18 +1126,25 @@ void rank_close(rank_engine *e)
 {
     if (!e)
         return;
-    for (int i = 0; i < e->njobs; i++)
-        rjob_clear(&e->jobs[i]);
     free(e->jobs);
-    for (int i = 0; i < e->strs_nslots; i++)
-        free(e->strs[i]);
+    while (e->sblk) {
+        struct rank_strblk *b = e->sblk;
+        e->sblk = b->next;
+        free(b);
+    }
     free(e->strs);
+    accel_free(e);
+    free(e->livebits);
+    free(e->dirty);
+    free(e->dirty_list);
+    free(e->vec_tmp);
+    vc_free(e->cache);
     free(e->arena);
     free(e->id_slots);
-    for (int i = 0; i < e->raw_nslots; i++)
-        free(e->raw_keys[i]);
     free(e->raw_keys);
     free(e->raw_vals);
+    free(e->raw_hash);
+    free(e->vstamp);
     sk_vocab_free(e->voc);
     idx_free(e->ix);
     pthread_rwlock_destroy(&e->lock);
@@ -518,6 +1171,10 @@ int rank_refresh(rank_engine *e, int *applied, jm_err *err)
         missing_emb |= sk_embedding(e->voc, i) == NULL;
     if (rc == JM_OK && (c.applied || missing_emb))
         rc = load_skills(e, err); /* embeddings of new skills, IDFs, aliases */
+    /* Jobs put since the skill pass's structures were built are scored by
+     * every query; once they are many, rebuild (O(jobs + their skills)). */
+    if (rc == JM_OK && (e->ndirty > 4096 + e->live / 32 || (!e->accel && c.applied)))
+        accel_build(e, sk_count(e->voc));
     pthread_mutex_unlock(&e->dblock);
     if (rc == JM_OK && now > e->rev)
         e->rev = now;
@@ -539,6 +1196,21 @@ void rank_get_info(rank_engine *e, rank_info *out)
     out->load_secs = e->load_secs;
     out->rev = e->rev;
     out->mode = e->ix ? "memory" : "stream";
+    vc_stats cs;
+    vc_get_stats(e->cache, &cs);
+    out->cache_hits = cs.hits;
+    out->cache_misses = cs.misses;
+    out->cache_entries = cs.entries;
+    out->cache_bytes = (int64_t)cs.bytes;
+    pthread_rwlock_unlock(&e->lock);
+}
+
+void rank_cache_clear(rank_engine *e) { vc_clear(e->cache); }
+
+void rank_set_reference(rank_engine *e, int on)
+{
+    pthread_rwlock_wrlock(&e->lock);
+    e->reference = on != 0;
     pthread_rwlock_unlock(&e->lock);
 }
 
@@ -637,30 +1309,46 @@ int rprofile_build(rank_engine *e, bert_pool *pool, const char *const *skills, i
         goto out;
     }
     /* Skills the skills table knows reuse its embedding; the others, and the
-     * whole profile, are embedded now in one batch. */
-    joined[0] = 0;
+     * whole profile, come from the cache or are embedded now in one batch. */
+    char *jp = joined;
     int nt = 0;
     for (int i = 0; i < p->n; i++) {
-        strcat(joined, i ? ", " : "");
-        strcat(joined, p->typed[i]);
+        size_t l = strlen(p->typed[i]);
+        if (i) {
+            memcpy(jp, ", ", 2);
+            jp += 2;
+        }
+        memcpy(jp, p->typed[i], l);
+        jp += l;
         int v = sk_find(e->voc, p->skills[i]);
         const float *known = v >= 0 ? sk_embedding(e->voc, v) : NULL;
         if (known) {
             memcpy(p->emb + (size_t)i * D, known, sizeof(float) * D);
-        } else {
+        } else if (!vc_get(e->cache, p->typed[i], p->emb + (size_t)i * D)) {
             texts[nt] = p->typed[i];
             which[nt++] = i;
         }
     }
-    texts[nt] = joined;
-    which[nt++] = -1;
-    rc = bert_embed(pool, nt, texts, NULL, vecs, NULL, err);
-    if (rc)
-        goto out;
-    for (int t = 0; t < nt; t++)
+    *jp = 0;
+    if (!vc_get(e->cache, joined, p->profile)) {
+        texts[nt] = joined;
+        which[nt++] = -1;
+    }
+    if (nt) {
+        rc = bert_embed(pool, nt, texts, NULL, vecs, NULL, err);
+        if (rc)
+            goto out;
+    }
+    for (int t = 0; t < nt; t++) {
         memcpy(which[t] >= 0 ? p->emb + (size_t)which[t] * D : p->profile, vecs + (size_t)t * D,
                sizeof(float) * D);
-    rc = sk_match_all(e->voc, (const char *const *)p->skills, p->emb, p->n, p->best_sim, p->best_user, p->kind, err);
+        vc_put(e->cache, texts[t], vecs + (size_t)t * D);
+    }
+    /* exact similarities where they can reach a threshold; the others on
+     * demand (rprofile_sim) */
+    float floor = e->reference ? -1.0f : e->o.partial < e->o.have ? e->o.partial : e->o.have;
+    rc = sk_match_floor(e->voc, (const char *const *)p->skills, p->emb, p->n, floor, p->best_sim, p->best_user,
+                        p->kind, err);
     if (rc)
         goto out;
     /* p(u), a user skill's share of all job skills (the likelihood's
@@ -753,18 +1441,16 @@ static int passes(const rank_engine *e, const rjob *j, const rank_filters *f, in
     return 1;
 }
 
-/* Q and C of one job (see rank.h). ucredit is scratch of p->n bytes: which
- * of the three likelihood numerators (0, nice weight, 1) each user skill gets.
- * This runs over every job for every query: no log() here, only lookups of
- * values made once per query (p->lnum) or per job (wsum). */
-static void score_skills(const rank_engine *e, const rprofile *p, const rjob *j, unsigned char *ucredit, float *q,
-                         float *c)
+static inline __attribute__((always_inline)) void score_core_w(const rank_engine *e, const rprofile *p,
+                                                                const void *base, int w16, size_t off, int nsk,
+                                                                float wsum, float lw, unsigned char *ucredit,
+                                                                float *q, float *c)
 {
     memset(ucredit, 0, (size_t)p->n);
     float got = 0;
-    const uint32_t *sk = e->arena + j->sk_off;
-    for (int i = 0; i < j->nsk; i++) {
-        int s = (int)(sk[i] >> 1), req = (int)(sk[i] & 1);
+    for (int i = 0; i < nsk; i++) {
+        uint32_t x = w16 ? ((const uint16_t *)base)[off + (size_t)i] : ((const uint32_t *)base)[off + (size_t)i];
+        int s = (int)(x >> 1), req = (int)(x & 1);
         float sim = p->best_sim[s];
         if (sim < e->o.partial)
             continue;
@@ -782,8 +1468,28 @@ static void score_skills(const rank_engine *e, const rprofile *p, const rjob *j,
     float ll = 0;
     for (int u = 0; u < p->n; u++)
         ll += p->lnum[3 * u + ucredit[u]];
-    *q = ll / p->n - logf(j->wsum + e->o.mu); /* raw average log-likelihood; made relative later */
-    *c = got / (j->wsum + e->o.shrink);
+    *q = ll / p->n - lw; /* raw average log-likelihood; made relative later */
+    *c = got / (wsum + e->o.shrink);
+}
+
+/* Q and C of the job whose skills are arena entries off .. off + nsk (see
+ * rank.h), weight total wsum, lw = logf(wsum + mu). ucredit is scratch of
+ * p->n bytes: which of the three likelihood numerators (0, nice weight, 1)
+ * each user skill gets. No log() here: lnum is made once per query. */
+static void score_core(const rank_engine *e, const rprofile *p, size_t off, int nsk, float wsum, float lw,
+                       unsigned char *ucredit, float *q, float *c)
+{
+    if (e->arena16)
+        score_core_w(e, p, e->arena, 1, off, nsk, wsum, lw, ucredit, q, c);
+    else
+        score_core_w(e, p, e->arena, 0, off, nsk, wsum, lw, ucredit, q, c);
+}
+
+/* Q and C of one job (see rank.h). */
+static void score_skills(const rank_engine *e, const rprofile *p, const rjob *j, unsigned char *ucredit, float *q,
+                         float *c)
+{
+    score_core(e, p, j->sk_off, j->nsk, j->wsum, logf(j->wsum + e->o.mu), ucredit, q, c);
 }
 
 typedef struct cand {
@@ -791,6 +1497,15 @@ typedef struct cand {
     float q, c, s, k, score;
     int has_s;
 } cand;
+
+/* by the skill pass's key: score descending, then slot */
+static int cmp_cand_x(const void *a, const void *b)
+{
+    const cand *x = a, *y = b;
+    if (x->score != y->score)
+        return x->score < y->score ? 1 : -1;
+    return x->slot - y->slot;
+}
 
 static int cmp_cand(const void *a, const void *b)
 {
@@ -800,11 +1515,19 @@ static int cmp_cand(const void *a, const void *b)
     return x->slot - y->slot;
 }
 
-/* A bounded min-heap of candidates by a key. */
+/* A bounded min-heap keeping the best `cap` candidates by (score descending,
+ * slot ascending): a total order, so which candidates are kept does not depend
+ * on the order they are offered in (the skill pass offers only some jobs, in
+ * its own order, and must keep what scoring every job in slot order keeps). */
 typedef struct heap {
     cand *c;
     int n, cap;
 } heap;
+
+static inline int cand_worse(const cand *a, const cand *b)
+{
+    return a->score < b->score || (a->score == b->score && a->slot > b->slot);
+}
 
 static void heap_push(heap *h, cand x)
 {
@@ -813,7 +1536,7 @@ static void heap_push(heap *h, cand x)
         h->c[i] = x;
         while (i > 0) {
             int p = (i - 1) / 2;
-            if (h->c[p].score <= h->c[i].score)
+            if (!cand_worse(&h->c[i], &h->c[p]))
                 break;
             cand t = h->c[p];
             h->c[p] = h->c[i];
@@ -822,15 +1545,15 @@ static void heap_push(heap *h, cand x)
         }
         return;
     }
-    if (h->cap == 0 || x.score <= h->c[0].score)
+    if (h->cap == 0 || !cand_worse(&h->c[0], &x))
         return;
     h->c[0] = x;
     int i = 0;
     for (;;) {
         int l = 2 * i + 1, r = l + 1, m = i;
-        if (l < h->n && h->c[l].score < h->c[m].score)
+        if (l < h->n && cand_worse(&h->c[l], &h->c[m]))
             m = l;
-        if (r < h->n && h->c[r].score < h->c[m].score)
+        if (r < h->n && cand_worse(&h->c[r], &h->c[m]))
             m = r;
         if (m == i)
             break;
@@ -839,6 +1562,477 @@ static void heap_push(heap *h, cand x)
         h->c[i] = t;
         i = m;
     }
+}
+
+/* ---------- the filters, as a bitmap ---------- */
+
+/* A direct-mapped memo of a string predicate by pointer: the strings a
+ * filter looks at (location, employment type, seniority) are interned, so
+ * each distinct one is tested once per query, not once per job. */
+#define MEMO_SIZE 1024
+typedef struct smemo {
+    const char *p;
+    int r;
+} smemo;
+
+static int memo_find(smemo *m, const char *p, int *r)
+{
+    smemo *x = &m[((uintptr_t)p >> 4) * 0x9E3779B97F4A7C15ULL >> 54];
+    if (p && x->p == p) {
+        *r = x->r;
+        return 1;
+    }
+    return 0;
+}
+
+static int memo_keep(smemo *m, const char *p, int r)
+{
+    if (p) {
+        smemo *x = &m[((uintptr_t)p >> 4) * 0x9E3779B97F4A7C15ULL >> 54];
+        x->p = p;
+        x->r = r;
+    }
+    return r;
+}
+
+/* passes() for a live job, with the string tests memoised. */
+static int passes_memo(const rjob *j, const rank_filters *f, int posted_since, smemo *memo)
+{
+    int r;
+    if (f->location && *f->location &&
+        !(memo_find(memo, j->location, &r) ? r : memo_keep(memo, j->location, ci_contains(j->location, f->location))))
+        return 0;
+    if (f->remote_only && j->remote != 1)
+        return 0;
+    if (!isnan(f->salary_min) || !isnan(f->salary_max)) {
+        if (isnan(j->smin) && isnan(j->smax))
+            return 0;
+        float lo = isnan(j->smin) ? j->smax : j->smin, hi = isnan(j->smax) ? j->smin : j->smax;
+        if (!isnan(f->salary_min) && hi < f->salary_min)
+            return 0;
+        if (!isnan(f->salary_max) && lo > f->salary_max)
+            return 0;
+    }
+    smemo *me = memo + MEMO_SIZE, *ms = memo + 2 * MEMO_SIZE;
+    if (f->employment_type && *f->employment_type &&
+        !(memo_find(me, j->emp, &r) ? r : memo_keep(me, j->emp, j->emp && !strcasecmp(j->emp, f->employment_type))))
+        return 0;
+    if (f->seniority && *f->seniority &&
+        !(memo_find(ms, j->sen, &r) ? r : memo_keep(ms, j->sen, j->sen && !strcasecmp(j->sen, f->seniority))))
+        return 0;
+    if (posted_since != INT32_MIN && (j->posted == INT32_MIN || j->posted < posted_since))
+        return 0;
+    return 1;
+}
+
+/* allow: bit s set = slot s passes the filters (words: livebits_words);
+ * returns how many do. The reference path tests passes() on every slot. */
+static int64_t filter_allow(const rank_engine *e, const rank_filters *f, int posted_since, uint64_t *allow,
+                            int reference)
+{
+    int words = e->livebits_words;
+    int64_t n = 0;
+    if (reference) {
+        memset(allow, 0, sizeof(uint64_t) * (size_t)words);
+        for (int s = 0; s < e->njobs; s++)
+            if (passes(e, &e->jobs[s], f, posted_since)) {
+                allow[s / 64] |= 1ULL << (s % 64);
+                n++;
+            }
+        return n;
+    }
+    memcpy(allow, e->livebits, sizeof(uint64_t) * (size_t)words);
+    int any = (f->location && *f->location) || f->remote_only || !isnan(f->salary_min) || !isnan(f->salary_max) ||
+              (f->employment_type && *f->employment_type) || (f->seniority && *f->seniority) ||
+              posted_since != INT32_MIN;
+    smemo *memo = any ? calloc(3 * MEMO_SIZE, sizeof(smemo)) : NULL;
+    if (any && !memo)
+        return -1;
+    for (int w = 0; any && w < words; w++)
+        for (uint64_t bits = allow[w]; bits; bits &= bits - 1) {
+            int b = __builtin_ctzll(bits);
+            if (!passes_memo(&e->jobs[w * 64 + b], f, posted_since, memo))
+                allow[w] &= ~(1ULL << b);
+        }
+    free(memo);
+    /* ids are unique to a slot: excluding an id is clearing its slot */
+    for (int i = 0; i < f->nexclude; i++) {
+        int s = f->exclude[i] ? rank_slot(e, f->exclude[i]) : -1;
+        if (s >= 0)
+            allow[s / 64] &= ~(1ULL << (s % 64));
+    }
+    for (int w = 0; w < words; w++)
+        n += __builtin_popcountll(allow[w]);
+    return n;
+}
+
+/* ---------- the skill pass ----------
+ *
+ * The first candidate set is the best C jobs that pass the filters by
+ * x = Q_raw + w_coverage C (Q_raw the average log-likelihood before it is
+ * made relative), ties to the lower slot. The reference path scores every
+ * job (~10 ms at 100,000 jobs); this one scores only jobs that can make the
+ * set, and proves the others cannot.
+ *
+ * A job's x is (sum_u lnum[u][level_u]) / n - log(wsum + mu) + w_c got /
+ * (wsum + shrink): level_u (none, nice, required) is how the job lists a
+ * have-match of user skill u (a vocabulary skill that is u's best match:
+ * exact, alias or >= have), got sums the weights of the job's skills times
+ * their credit (1 for a have-match, 0.5 for a partial one). Each vocabulary
+ * skill has either a postings list (entries: the job's rank and whether it
+ * requires the skill) or, for the 64 skills most jobs list, a bit in two
+ * per-job masks (listed as required, as nice-to-have). Jobs are ranked by
+ * wsum ascending; the per-rank data (masks, wsum class, skills) is laid out
+ * in that order.
+ *
+ * For a job not scored yet at rank r the bound is
+ *     (sum over users u of lnum[u][level_u]) / n - log(wsum + mu)
+ *       + w_c gotb / (wsum + shrink),
+ * with level_u from the masks and from the postings entries at r (exact:
+ * every list of every user's have-matches is merged), and gotb = the masked
+ * skills' exact credit + the weight found on the lists + 0.5 times the rest
+ * of wsum (the other skills can be partial matches at most). g_u = the most
+ * user skill u can add, max(lnum[u][1], lnum[u][2]) - lnum[u][0].
+ * 1. The dirty jobs (put since the build) are scored.
+ * 2. The lists of all user skills' have-matches are merged by rank: a job on
+ *    them is scored if its bound reaches the heap's worst. The merge ends
+ *    at the first rank from which even L0 + the g of every user, plus the
+ *    largest -log(wsum + mu) + w_c wsum / (wsum + shrink) there, cannot.
+ * 3. The jobs in rank order, with the same bound (nothing found on lists),
+ *    until the same kind of end (with only the users that have masked
+ *    matches adding). A job on the lists that step 2 skipped was proven out
+ *    already, so bounding it now as if it had none only underestimates it.
+ * A job skipped scores below C jobs already in the heap, so the heap ends as
+ * the reference path's. Bounds are in double, with a margin far above the
+ * rounding of the float scores. Returns 0, 1 when this path does not apply
+ * (the caller takes the full pass), or JM_ENOMEM. *scored counts jobs scored. */
+/* popcount without a library call (the file is built for any x86-64) */
+static inline int pc64(uint64_t x)
+{
+    x = x - ((x >> 1) & 0x5555555555555555ULL);
+    x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
+    x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0fULL;
+    return (int)((x * 0x0101010101010101ULL) >> 56);
+}
+
+/* A cursor on a postings list: entries are 16-bit (rank % 32768) << 1 |
+ * required, in blocks of 32768 ranks whose ends are bnd[0 .. post_nb). */
+typedef struct pcur {
+    uint32_t pos, end, bend, rank;
+    int blk, req, u;
+    const uint32_t *bnd;
+} pcur;
+
+/* Decode the entry at c->pos, moving to its block; 0 at the list's end. */
+static inline int pcur_load(const rank_engine *e, pcur *c)
+{
+    if (c->pos >= c->end)
+        return 0;
+    while (c->pos >= c->bend)
+        c->bend = c->bnd[++c->blk];
+    uint16_t x = e->post[c->pos];
+    c->rank = (uint32_t)c->blk << 15 | (uint32_t)(x >> 1);
+    c->req = x & 1;
+    return 1;
+}
+
+static int skill_pass_fast(const rank_engine *e, const rprofile *p, const uint64_t *allow, heap *h,
+                           unsigned char *ucredit, int64_t *scored)
+{
+    if (!e->accel || e->reference || p->n < 1)
+        return 1;
+    int n = p->n, V = sk_count(e->voc), rc = JM_OK;
+    double L0 = 0;
+    double *g = malloc(sizeof(double) * (size_t)n);
+    int *uoff = calloc((size_t)n + 2, sizeof(int)), *hs = NULL;
+    int *act = malloc(sizeof(int) * (size_t)n), *touched = malloc(sizeof(int) * (size_t)n);
+    uint64_t *M = calloc((size_t)n, sizeof(uint64_t));
+    unsigned char *mlev = calloc((size_t)n, 1);
+    uint64_t *seen = calloc((size_t)e->livebits_words, sizeof(uint64_t));
+    pcur *cur = NULL;
+    int *ch = NULL; /* a binary heap of cursors by their current rank */
+    if (!g || !uoff || !act || !touched || !M || !mlev || !seen) {
+        rc = JM_ENOMEM;
+        goto out;
+    }
+    for (int u = 0; u < n; u++) {
+        double l0 = p->lnum[3 * u], m = fmax(p->lnum[3 * u + 1], p->lnum[3 * u + 2]);
+        if (!isfinite(l0) || !isfinite(m) || m < l0) {
+            rc = 1;
+            goto out;
+        }
+        g[u] = m - l0;
+        L0 += l0;
+    }
+    /* have-matches: masked ones into M[u], the others bucketed by user; the
+     * masked skills' credit as two masks. A skill new since the build is
+     * listed by dirty jobs only. */
+    float hthr = e->o.have > e->o.partial ? e->o.have : e->o.partial;
+    uint64_t B1 = 0, Bh = 0;
+    for (int s = 0; s < V && s < e->post_nv; s++) {
+        float sim = p->best_sim[s];
+        if (e->post_bit[s] >= 0 && sim >= e->o.partial) {
+            if (sim >= e->o.have)
+                B1 |= 1ULL << e->post_bit[s];
+            else
+                Bh |= 1ULL << e->post_bit[s];
+        }
+        if (sim >= hthr && p->best_user[s] >= 0) {
+            int u = p->best_user[s];
+            if (e->post_bit[s] >= 0) {
+                M[u] |= 1ULL << e->post_bit[s];
+            } else {
+                uoff[u + 2]++;
+            }
+        }
+    }
+    for (int u = 0; u < n; u++)
+        uoff[u + 2] += uoff[u + 1];
+    hs = malloc(sizeof(int) * (size_t)(uoff[n + 1] ? uoff[n + 1] : 1));
+    cur = malloc(sizeof(pcur) * (size_t)(uoff[n + 1] ? uoff[n + 1] : 1));
+    ch = malloc(sizeof(int) * (size_t)(uoff[n + 1] ? uoff[n + 1] : 1));
+    if (!hs || !cur || !ch) {
+        rc = JM_ENOMEM;
+        goto out;
+    }
+    for (int s = 0; s < V && s < e->post_nv; s++)
+        if (p->best_sim[s] >= hthr && p->best_user[s] >= 0 && e->post_bit[s] < 0)
+            hs[uoff[p->best_user[s] + 1]++] = s;
+    /* now user u's listed have-matches are hs[uoff[u] .. uoff[u + 1]) */
+    double nn = n, l0n = L0 / nn, lmax = L0, cst = 0, nice = e->o.nice_weight;
+    double wc = e->o.w.coverage > 0 ? e->o.w.coverage : 0, shrink = e->o.shrink;
+    int nact = 0;
+    for (int u = 0; u < n; u++) {
+        if (M[u] || uoff[u + 1] > uoff[u]) {
+            lmax += g[u]; /* L0 + the g of every user that can add */
+            act[nact++] = u;
+        } else {
+            cst += p->lnum[3 * u];
+        }
+    }
+    float wcf = e->o.w.coverage;
+#define SLACK(t) (1e-4 * (1.0 + fabs(t) + fabs(l0n)) + 1e-5 * nn)
+#define BELOW(bound) (h->n == h->cap && (bound) < (double)h->c[0].score - SLACK(h->c[0].score))
+#define VISIT(SLOT)                                                                                   \
+    do {                                                                                              \
+        int s_ = (int)(SLOT);                                                                         \
+        uint64_t b_ = 1ULL << (s_ % 64);                                                              \
+        if ((allow[s_ / 64] & b_) && !(seen[s_ / 64] & b_)) {                                         \
+            seen[s_ / 64] |= b_;                                                                      \
+            cand x_ = {.slot = s_};                                                                   \
+            score_skills(e, p, &e->jobs[s_], ucredit, &x_.q, &x_.c);                                  \
+            x_.score = x_.q + wcf * x_.c;                                                             \
+            heap_push(h, x_);                                                                         \
+            (*scored)++;                                                                              \
+        }                                                                                             \
+    } while (0)
+    /* The same for a job reached by rank, from the rank-ordered data (no
+     * read of its rjob). */
+#define VISIT_RANK(R)                                                                                 \
+    do {                                                                                              \
+        uint32_t r_ = (R), c_ = e->rcls[r_];                                                          \
+        int s_ = (int)e->wperm[r_];                                                                   \
+        uint64_t b_ = 1ULL << (s_ % 64);                                                              \
+        if ((allow[s_ / 64] & b_) && !(seen[s_ / 64] & b_)) {                                         \
+            seen[s_ / 64] |= b_;                                                                      \
+            cand x_ = {.slot = s_};                                                                   \
+            score_core(e, p, e->roff[r_], (int)(e->roff[r_ + 1] - e->roff[r_]), e->cls_w[c_],        \
+                       e->cls_logf[c_], ucredit, &x_.q, &x_.c);                                       \
+            x_.score = x_.q + wcf * x_.c;                                                             \
+            heap_push(h, x_);                                                                         \
+            (*scored)++;                                                                              \
+        }                                                                                             \
+    } while (0)
+    /* Is the bound of a job at rank r not scored yet, given mlev[] and the
+     * weight found on the lists, below the heap's worst? First with the
+     * largest coverage, then (only when that is not enough) the finer one. */
+#define RANK_BELOW(r, found)                                                                          \
+    ({                                                                                                \
+        uint64_t rq_ = e->rmask[2 * (r)], nc_ = e->rmask[2 * (r) + 1];                                \
+        double ll_ = cst;                                                                             \
+        for (int i_ = 0; i_ < nact; i_++) {                                                           \
+            int u_ = act[i_], l_ = (rq_ & M[u_]) ? 2 : (nc_ & M[u_]) ? 1 : 0;                         \
+            ll_ += p->lnum[3 * u_ + (mlev[u_] > l_ ? mlev[u_] : l_)];                                 \
+        }                                                                                             \
+        uint32_t c_ = e->rcls[r];                                                                     \
+        double w_ = e->cls_w[c_], q_ = ll_ / nn + e->cls_lw[c_], cov_ = wc * w_ / (w_ + shrink);      \
+        int below_ = BELOW(q_ + cov_);                                                                \
+        if (!below_ && wc > 0) {                                                                      \
+            double cw_ = pc64(rq_) + nice * pc64(nc_);                                                \
+            double gc_ = pc64(rq_ & B1) + 0.5 * pc64(rq_ & Bh) + nice * (pc64(nc_ & B1) + 0.5 * pc64(nc_ & Bh)); \
+            double rw_ = w_ - cw_ - (found);                                                          \
+            double got_ = gc_ + (found) + (rw_ > 0 ? 0.5 * rw_ : 0);                                  \
+            below_ = BELOW(q_ + wc * (got_ < w_ ? got_ : w_) / (w_ + shrink));                        \
+        }                                                                                             \
+        below_;                                                                                       \
+    })
+    /* 1. */
+    for (int i = 0; i < e->ndirty; i++)
+        VISIT(e->dirty_list[i]);
+    if (!e->wperm_n)
+        goto out;
+    /* 2. */
+    int nc = 0, nh = 0;
+    for (int u = 0; u < n; u++)
+        for (int i = uoff[u]; i < uoff[u + 1]; i++)
+            {
+                const uint32_t *bnd = e->post_bnd + (size_t)hs[i] * e->post_nb;
+                cur[nc] = (pcur){e->post_off[hs[i]], e->post_off[hs[i] + 1], bnd[0], 0, 0, 0, u, bnd};
+                nc += pcur_load(e, &cur[nc]);
+            }
+#define CRANK(i) (cur[i].rank)
+    for (int i = 0; i < nc; i++) { /* heapify by insertion */
+        int k = nh++;
+        ch[k] = i;
+        while (k > 0 && CRANK(ch[(k - 1) / 2]) > CRANK(ch[k])) {
+            int t = ch[k];
+            ch[k] = ch[(k - 1) / 2];
+            ch[(k - 1) / 2] = t;
+            k = (k - 1) / 2;
+        }
+    }
+    while (nh > 0) {
+        uint32_t r = CRANK(ch[0]);
+        if (BELOW(lmax / nn + e->cls_bound[e->rcls[r]]))
+            break;
+        int nt = 0;
+        double found = 0;
+        while (nh > 0 && CRANK(ch[0]) == r) {
+            pcur *c = &cur[ch[0]];
+            int req = c->req, u = c->u;
+            if (!mlev[u])
+                touched[nt++] = u;
+            if (mlev[u] < (req ? 2 : 1))
+                mlev[u] = (unsigned char)(req ? 2 : 1);
+            found += req ? 1.0 : nice;
+            c->pos++;
+            if (!pcur_load(e, c)) {
+                ch[0] = ch[--nh];
+            } else if (c->pos + 8 < c->bend) {
+                uint32_t ahead = (uint32_t)c->blk << 15 | (uint32_t)(e->post[c->pos + 8] >> 1);
+                __builtin_prefetch(&e->rcls[ahead]);
+                __builtin_prefetch(&e->rmask[2 * ahead]);
+            }
+            for (int k = 0;;) { /* sift down */
+                int l = 2 * k + 1, rr = l + 1, m = k;
+                if (l < nh && CRANK(ch[l]) < CRANK(ch[m]))
+                    m = l;
+                if (rr < nh && CRANK(ch[rr]) < CRANK(ch[m]))
+                    m = rr;
+                if (m == k)
+                    break;
+                int t = ch[k];
+                ch[k] = ch[m];
+                ch[m] = t;
+                k = m;
+            }
+        }
+        /* first without its masks (users with masked matches at their most),
+         * which spares reading them for most entries */
+        double lq = cst;
+        for (int i = 0; i < nact; i++) {
+            int u = act[i];
+            lq += M[u] ? p->lnum[3 * u] + g[u] : p->lnum[3 * u + mlev[u]];
+        }
+        uint32_t cq = e->rcls[r];
+        if (!BELOW(lq / nn + e->cls_bound[cq]) && !RANK_BELOW(r, found))
+            VISIT_RANK(r);
+        for (int i = 0; i < nt; i++)
+            mlev[touched[i]] = 0;
+    }
+#undef CRANK
+    /* 3. merged users' listed have-matches no longer count for anyone */
+    double lmax3 = L0;
+    for (int u = 0; u < n; u++)
+        if (M[u])
+            lmax3 += g[u];
+    int r = 0;
+    for (; r < e->wperm_n; r++) {
+        if (BELOW(lmax3 / nn + e->cls_bound[e->rcls[r]]))
+            break;
+        if (RANK_BELOW(r, 0.0))
+            continue;
+        VISIT_RANK(r);
+    }
+#undef RANK_BELOW
+#undef VISIT_RANK
+#undef VISIT
+#undef BELOW
+#undef SLACK
+out:
+    free(g);
+    free(uoff);
+    free(act);
+    free(touched);
+    free(M);
+    free(mlev);
+    free(hs);
+    free(cur);
+    free(ch);
+    free(seen);
+    return rc;
+}
+
+/* The reference: every allowed job scored, in slot order. */
+static void skill_pass_full(const rank_engine *e, const rprofile *p, const uint64_t *allow, heap *h,
+                            unsigned char *ucredit, int64_t *scored)
+{
+    for (int s = 0; s < e->njobs; s++) {
+        if (!(allow[s / 64] >> (s % 64) & 1))
+            continue;
+        cand x = {.slot = s};
+        score_skills(e, p, &e->jobs[s], ucredit, &x.q, &x.c);
+        x.score = x.q + e->o.w.coverage * x.c;
+        heap_push(h, x);
+        (*scored)++;
+    }
+}
+
+/* slot -> index in the candidate array, for the few hundred candidates (an
+ * array of every slot would cost O(jobs) per query to clear). */
+typedef struct posmap {
+    int *key, *val;
+    int mask;
+} posmap;
+
+static int pm_init(posmap *m, int n)
+{
+    int cap = 64;
+    while (cap < 2 * n)
+        cap *= 2;
+    m->key = malloc(sizeof(int) * (size_t)cap);
+    m->val = malloc(sizeof(int) * (size_t)cap);
+    m->mask = cap - 1;
+    if (!m->key || !m->val)
+        return JM_ENOMEM;
+    for (int i = 0; i < cap; i++)
+        m->key[i] = -1;
+    return JM_OK;
+}
+
+static int pm_get(const posmap *m, int slot)
+{
+    for (uint32_t h = ((uint32_t)slot * 2654435761u) & (uint32_t)m->mask;; h = (h + 1) & (uint32_t)m->mask) {
+        if (m->key[h] == slot)
+            return m->val[h];
+        if (m->key[h] < 0)
+            return -1;
+    }
+}
+
+static void pm_put(posmap *m, int slot, int val)
+{
+    uint32_t h = ((uint32_t)slot * 2654435761u) & (uint32_t)m->mask;
+    while (m->key[h] >= 0 && m->key[h] != slot)
+        h = (h + 1) & (uint32_t)m->mask;
+    m->key[h] = slot;
+    m->val[h] = val;
+}
+
+static void pm_free(posmap *m)
+{
+    free(m->key);
+    free(m->val);
 }
 
 typedef struct fetch_ctx {
@@ -892,7 +2086,14 @@ static int on_stream_row(void *ctx, const db_row *r)
     return JM_OK;
 }
 
-static void build_align(const rank_engine *e, const rprofile *p, const rjob *j, rank_result *r)
+float rprofile_sim(const rank_engine *e, rprofile *p, int s)
+{
+    if (p->best_sim[s] == SK_SIM_UNRESOLVED)
+        p->best_sim[s] = sk_similarity(e->voc, p->emb, p->n, s);
+    return p->best_sim[s];
+}
+
+static void build_align(const rank_engine *e, rprofile *p, const rjob *j, rank_result *r)
 {
     r->align = calloc((size_t)(j->nsk ? j->nsk : 1), sizeof(rank_align));
     if (!r->align)
@@ -902,6 +2103,7 @@ static void build_align(const rank_engine *e, const rprofile *p, const rjob *j, 
         wsum += rank_skill_weight(e, JREQ(e, j, i));
     for (int i = 0; i < j->nsk; i++) {
         int s = JSK(e, j, i);
+        rprofile_sim(e, p, s);
         rank_align *a = &r->align[i];
         a->job_skill = sk_display(e->voc, s);
         a->required = JREQ(e, j, i);
@@ -959,40 +2161,46 @@ int rank_recommend(rank_engine *e, bert_pool *pool, const rank_query *q, rank_re
         return rc;
     }
     int N = e->njobs, C = e->o.candidates > q->k ? e->o.candidates : q->k;
-    uint64_t *allow = calloc((size_t)(N / 64 + 1), sizeof(uint64_t));
+    int words = e->livebits_words > N / 64 + 1 ? e->livebits_words : N / 64 + 1;
+    uint64_t *allow = calloc((size_t)words, sizeof(uint64_t));
     unsigned char *ucredit = malloc((size_t)p.n);
-    int *pos = malloc(sizeof(int) * (size_t)(N ? N : 1)); /* slot -> index in cands, -1 */
+    posmap pos = {0}; /* slot -> index in cands */
     heap h = {malloc(sizeof(cand) * (size_t)C), 0, C};
     cand *cands = malloc(sizeof(cand) * (size_t)(3 * C + 1));
     int nc = 0;
     float *sem = NULL;
     db_hit *hits = NULL;
     int nhits = 0;
-    if (!allow || !ucredit || !pos || !h.c || !cands) {
+    if (!allow || !ucredit || pm_init(&pos, 3 * C + 1) || !h.c || !cands) {
         rc = jm_fail(err, JM_ENOMEM, "out of memory");
         goto out;
     }
 
-    /* 1. Every job that passes the filters, by what the skills alone say. */
-    int64_t considered = 0;
-    for (int s = 0; s < N; s++) {
-        pos[s] = -1;
-        const rjob *j = &e->jobs[s];
-        if (!passes(e, j, &q->filters, posted_since))
-            continue;
-        allow[s / 64] |= 1ULL << (s % 64);
-        considered++;
-        cand x = {.slot = s};
-        score_skills(e, &p, j, ucredit, &x.q, &x.c);
-        x.score = x.q + e->o.w.coverage * x.c;
-        heap_push(&h, x);
+    /* 1. The best C jobs that pass the filters by what the skills alone say
+     * (see "the skill pass"). */
+    int64_t considered = filter_allow(e, &q->filters, posted_since, allow, e->reference), scored = 0;
+    if (considered < 0) {
+        rc = jm_fail(err, JM_ENOMEM, "out of memory");
+        goto out;
     }
     out->considered = considered;
+    STAGE("filters");
+    int fast = considered ? skill_pass_fast(e, &p, allow, &h, ucredit, &scored) : 0;
+    if (fast == JM_ENOMEM) {
+        rc = jm_fail(err, JM_ENOMEM, "out of memory");
+        goto out;
+    }
+    if (fast == 1)
+        skill_pass_full(e, &p, allow, &h, ucredit, &scored);
+    if (trace)
+        fprintf(stderr, "rank: %lld of %lld jobs scored (%s)\n", (long long)scored, (long long)considered,
+                fast == 1 ? "full pass" : "postings and bounds");
     STAGE("skills");
     for (int i = 0; i < h.n; i++) {
         cands[nc] = h.c[i];
-        pos[h.c[i].slot] = nc++;
+        pm_put(&pos, h.c[i].slot, nc++);
     }
+    int nheap = nc; /* these have their q and c already */
 
     /* 2. The nearest jobs by the profile embedding. */
     if (considered && e->o.w.semantic > 0) {
@@ -1010,9 +2218,9 @@ int rank_recommend(rank_engine *e, bert_pool *pool, const rank_query *q, rank_re
             }
             for (int i = 0; i < nh; i++) {
                 int s = (int)ih[i].slot;
-                if (pos[s] < 0) {
+                if (pm_get(&pos, s) < 0) {
                     cands[nc] = (cand){.slot = s};
-                    pos[s] = nc++;
+                    pm_put(&pos, s, nc++);
                 }
             }
             free(ih);
@@ -1042,9 +2250,9 @@ int rank_recommend(rank_engine *e, bert_pool *pool, const rank_query *q, rank_re
                 if (!isnan(sem[s]))
                     heap_push(&hs, (cand){.slot = s, .score = sem[s]});
             for (int i = 0; i < hs.n; i++)
-                if (pos[hs.c[i].slot] < 0) {
+                if (pm_get(&pos, hs.c[i].slot) < 0) {
                     cands[nc] = (cand){.slot = hs.c[i].slot};
-                    pos[hs.c[i].slot] = nc++;
+                    pm_put(&pos, hs.c[i].slot, nc++);
                 }
             free(hs.c);
         }
@@ -1074,12 +2282,12 @@ int rank_recommend(rank_engine *e, bert_pool *pool, const rank_query *q, rank_re
             int s = rank_slot(e, hits[i].id);
             if (s < 0 || !(allow[s / 64] >> (s % 64) & 1))
                 continue;
-            if (pos[s] < 0 && nc < 3 * C + 1) {
+            if (pm_get(&pos, s) < 0 && nc < 3 * C + 1) {
                 cands[nc] = (cand){.slot = s};
-                pos[s] = nc++;
+                pm_put(&pos, s, nc++);
             }
-            if (pos[s] >= 0) {
-                cands[pos[s]].k = (float)hits[i].score;
+            if (pm_get(&pos, s) >= 0) {
+                cands[pm_get(&pos, s)].k = (float)hits[i].score;
                 if (hits[i].score > kmax)
                     kmax = (float)hits[i].score;
             }
@@ -1088,12 +2296,27 @@ int rank_recommend(rank_engine *e, bert_pool *pool, const rank_query *q, rank_re
     STAGE("keyword");
     /* 4. Every candidate scored on all four parts. */
     float qmax = -INFINITY;
+    uint32_t *vslots = malloc(sizeof(uint32_t) * (size_t)(nc ? nc : 1));
+    float *vsem = malloc(sizeof(float) * (size_t)(nc ? nc : 1));
+    if (!vslots || !vsem) {
+        free(vslots);
+        free(vsem);
+        rc = jm_fail(err, JM_ENOMEM, "out of memory");
+        goto out;
+    }
+    int nv = 0;
     for (int i = 0; i < nc; i++) {
         cand *x = &cands[i];
-        score_skills(e, &p, &e->jobs[x->slot], ucredit, &x->q, &x->c);
+        if (i >= nheap)
+            score_skills(e, &p, &e->jobs[x->slot], ucredit, &x->q, &x->c);
         if (x->q > qmax)
             qmax = x->q;
+        if (!sem && e->ix && e->jobs[x->slot].has_vec)
+            vslots[nv++] = (uint32_t)x->slot;
     }
+    if (nv)
+        idx_score_many(e->ix, p.profile, vslots, nv, vsem);
+    nv = 0;
     for (int i = 0; i < nc; i++) {
         cand *x = &cands[i];
         const rjob *j = &e->jobs[x->slot];
@@ -1102,13 +2325,16 @@ int rank_recommend(rank_engine *e, bert_pool *pool, const rank_query *q, rank_re
         if (sem) {
             x->s = isnan(sem[x->slot]) ? 0 : sem[x->slot];
         } else if (e->ix && j->has_vec) {
-            x->s = idx_score(e->ix, p.profile, (uint32_t)x->slot);
+            x->s = vsem[nv++];
         } else {
             x->s = 0;
         }
         x->score = e->o.w.query * x->q + e->o.w.coverage * x->c + e->o.w.semantic * x->s + e->o.w.keyword * x->k;
     }
+    free(vslots);
+    free(vsem);
     qsort(cands, (size_t)nc, sizeof(cand), cmp_cand);
+    STAGE("candidates");
 
     /* 5. The top k, at most per_company per company; exact semantic scores. */
     out->results = calloc((size_t)q->k, sizeof(rank_result));
@@ -1157,7 +2383,7 @@ int rank_recommend(rank_engine *e, bert_pool *pool, const rank_query *q, rank_re
         free(slots);
         free(vecs);
     }
-    STAGE("top-k");
+    STAGE("exact");
     for (int i = 0; i < np; i++) {
         const cand *x = &cands[pick[i]];
         const rjob *j = &e->jobs[x->slot];
@@ -1174,6 +2400,7 @@ int rank_recommend(rank_engine *e, bert_pool *pool, const rank_query *q, rank_re
         build_align(e, &p, j, r);
     }
     out->n = np;
+    STAGE("explain");
     /* the exact semantic scores may reorder neighbours */
     for (int i = 1; i < np; i++)
         for (int k = i; k > 0 && out->results[k].score > out->results[k - 1].score; k--) {
@@ -1195,7 +2422,7 @@ out:
     rprofile_free(&p);
     free(allow);
     free(ucredit);
-    free(pos);
+    pm_free(&pos);
     free(h.c);
     free(cands);
     free(sem);
@@ -1204,6 +2431,75 @@ out:
     if (rc)
         rank_response_free(out);
     return rc;
+}
+
+int rank_skill_candidates(rank_engine *e, bert_pool *pool, const rank_query *q, int **slots, float **scores, int *n,
+                          int *fast, jm_err *err)
+{
+    *slots = NULL;
+    *scores = NULL;
+    *n = 0;
+    *fast = 0;
+    int posted_since = INT32_MIN;
+    if (q->filters.posted_since && *q->filters.posted_since &&
+        (posted_since = parse_day(q->filters.posted_since)) == INT32_MIN)
+        return jm_fail(err, JM_EINVAL, "bad posted_since");
+    pthread_rwlock_rdlock(&e->lock);
+    rprofile p;
+    int rc = rprofile_build(e, pool, q->skills, q->nskills, &p, err);
+    if (rc) {
+        pthread_rwlock_unlock(&e->lock);
+        return rc;
+    }
+    int C = e->o.candidates > q->k ? e->o.candidates : q->k;
+    int words = e->livebits_words > e->njobs / 64 + 1 ? e->livebits_words : e->njobs / 64 + 1;
+    uint64_t *allow = calloc((size_t)words, sizeof(uint64_t));
+    unsigned char *ucredit = malloc((size_t)p.n);
+    heap h = {malloc(sizeof(cand) * (size_t)C), 0, C};
+    int64_t scored = 0, considered = -1;
+    if (!allow || !ucredit || !h.c)
+        rc = jm_fail(err, JM_ENOMEM, "out of memory");
+    if (rc == JM_OK && (considered = filter_allow(e, &q->filters, posted_since, allow, e->reference)) < 0)
+        rc = jm_fail(err, JM_ENOMEM, "out of memory");
+    int f = rc == JM_OK && considered ? skill_pass_fast(e, &p, allow, &h, ucredit, &scored) : 1;
+    if (f == JM_ENOMEM)
+        rc = jm_fail(err, JM_ENOMEM, "out of memory");
+    else if (rc == JM_OK && f == 1)
+        skill_pass_full(e, &p, allow, &h, ucredit, &scored);
+    if (rc == JM_OK) {
+        qsort(h.c, (size_t)h.n, sizeof(cand), cmp_cand_x);
+        *slots = malloc(sizeof(int) * (size_t)(h.n ? h.n : 1));
+        *scores = malloc(sizeof(float) * (size_t)(h.n ? h.n : 1));
+        if (!*slots || !*scores) {
+            rc = jm_fail(err, JM_ENOMEM, "out of memory");
+        } else {
+            for (int i = 0; i < h.n; i++) {
+                (*slots)[i] = h.c[i].slot;
+                (*scores)[i] = h.c[i].score;
+            }
+            *n = h.n;
+            *fast = f == 0;
+        }
+    }
+    pthread_rwlock_unlock(&e->lock);
+    rprofile_free(&p);
+    free(allow);
+    free(ucredit);
+    free(h.c);
+    if (rc) {
+        free(*slots);
+        free(*scores);
+        *slots = NULL;
+        *scores = NULL;
+    }
+    return rc;
+}
+
+void rank_rebuild(rank_engine *e)
+{
+    pthread_rwlock_wrlock(&e->lock);
+    accel_build(e, sk_count(e->voc));
+    pthread_rwlock_unlock(&e->lock);
 }
 
 void rank_response_free(rank_response *r)

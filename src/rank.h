@@ -31,7 +31,11 @@
  *   score         = w_query Q + w_coverage C + w_semantic S + w_keyword K.
  * Candidates are the best few hundred by Q and C over all jobs that pass the
  * filters, the best few hundred by S from the index, and (on stores of up to
- * keyword_scan_max jobs) the keyword hits. */
+ * keyword_scan_max jobs) the keyword hits. The first set is found without
+ * scoring every job: postings lists of the skills and bounds on Q and C
+ * prove the other jobs cannot enter it (rank.c, "the skill pass"); it is
+ * the exact top by (Q + w_coverage C, then load order), the same as scoring
+ * them all. */
 #ifndef JM_RANK_H
 #define JM_RANK_H
 
@@ -69,6 +73,8 @@ typedef struct rank_opts {
     double refresh_secs;   /* a query first applies the database's changes when
                             * this long has passed since the last refresh
                             * (default 5; < 0: only explicit rank_refresh) */
+    int cache_entries;     /* embeddings kept for reuse (default 2048, 0 = none):
+                            * see "Embedding cache" below */
 } rank_opts;
 
 #define RANK_DEFAULT_WEIGHTS ((rank_weights){0.65f, 0.05f, 0.05f, 0.25f})
@@ -97,6 +103,9 @@ typedef struct rank_info {
     double load_secs;      /* time rank_open took */
     int64_t rev;           /* change-log position */
     const char *mode;      /* "memory" or "stream" */
+    int64_t cache_hits, cache_misses; /* embedding cache lookups since rank_open */
+    int cache_entries;     /* texts cached now */
+    int64_t cache_bytes;   /* their memory */
 } rank_info;
 void rank_get_info(rank_engine *e, rank_info *out);
 
@@ -192,6 +201,21 @@ int rank_suggest_skills(rank_engine *e, const char *prefix, int limit, rank_skil
 
 /* Check (and on PostgreSQL re-establish) the engine's database connection. */
 int rank_ping(rank_engine *e, jm_err *err);
+
+/* Embedding cache. Embedding the query is most of a query's time (~6-10 ms
+ * of 1 thread for a few skills), so the engine keeps the embeddings it
+ * computes in a bounded LRU cache keyed by the exact text embedded: the
+ * profile text (the person's skills as typed, after merging, joined with ", ")
+ * and each skill the skills table does not know. A query whose texts are all
+ * cached runs no model at all. At most rank_opts.cache_entries texts are kept
+ * (default 2048: ~3.2 MB with 384-dimensional vectors, allocated as entries
+ * are added); the least recently used one goes first. The cache has its own
+ * mutex, held only for a lookup or an insert, so queries from several threads
+ * (each with its own bert_pool) share it. A cached vector equals what the
+ * model gives for the text within ~1e-7 (the model's batch-vs-single
+ * difference), so a warm and a cold query can differ in the 7th digit of the
+ * semantic part. rank_cache_clear empties it (benchmarks of cold queries). */
+void rank_cache_clear(rank_engine *e);
 
 /* Parse "python, sql;docker" into a malloc'd array of trimmed non-empty
  * strings (free each and the array). Returns the count. */

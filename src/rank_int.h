@@ -7,20 +7,22 @@
 
 #include "idx.h"
 #include "rank.h"
+#include "vcache.h"
 
 /* One job as the engine keeps it. Slots are never reused: a deleted job's slot
  * stays dead (live = 0), so slot numbers stay valid in the vector index. */
 typedef struct rjob {
-    /* hot: read for every job by every query */
-    int live, has_vec;
+    /* what the filters and the scoring read (88 bytes in all) */
+    int8_t live, has_vec;
+    int8_t remote;            /* -1 unknown */
     int nsk;
-    uint32_t sk_off;          /* the job's skills: e->arena[sk_off .. sk_off + nsk) */
+    uint32_t sk_off;          /* the job's skills: arena entries sk_off .. sk_off + nsk */
     float wsum;               /* sum of the skills' weights */
-    int remote;               /* -1 unknown */
     float smin, smax;         /* NAN unknown */
     int posted;               /* days since 1970-01-01, or INT32_MIN */
     /* cold; title, company, location, emp and sen are interned (e->strs):
-     * shared between jobs, freed with the engine */
+     * shared between jobs; they and the id live in the engine's string
+     * arena, freed with the engine */
     char *id;
     const char *title, *company, *location, *emp, *sen;
     int64_t rev;
@@ -30,8 +32,8 @@ typedef struct rjob {
  * sit in one array, in slot order at load, so the per-query pass over every
  * job streams memory instead of chasing a pointer per job. A changed job's
  * skills are appended; the old entries are left behind (rebuilt on reload). */
-#define JSK(e, j, i) ((int)((e)->arena[(j)->sk_off + (i)] >> 1))
-#define JREQ(e, j, i) ((int)((e)->arena[(j)->sk_off + (i)] & 1))
+#define JSK(e, j, i) ((int)(rank_ask((e), (size_t)(j)->sk_off + (size_t)(i)) >> 1))
+#define JREQ(e, j, i) ((int)(rank_ask((e), (size_t)(j)->sk_off + (size_t)(i)) & 1))
 
 struct rank_engine {
     db *d;
@@ -49,17 +51,67 @@ struct rank_engine {
     int64_t with_vec;
     char **strs;               /* interned strings: a few thousand distinct titles, */
     int strs_nslots, strs_n;   /* companies, places for any number of jobs */
-    uint32_t *arena;
+    void *arena;               /* uint16_t entries while every vocabulary index is
+                                * below 32768 (arena16), else uint32_t */
+    int arena16;
     size_t arena_n, arena_cap;
     sk_vocab *voc;
     char **raw_keys;           /* skill name as a job gives it -> vocabulary index: */
     int *raw_vals;             /* normalising (utf8proc) once per distinct name, */
     int raw_nslots, raw_n;     /* not once per job skill, makes loading 5x faster */
+    uint64_t *raw_hash;        /* the keys' hashes (most probes then skip strcmp) */
+    uint32_t *vstamp;          /* per vocabulary skill: the job_put that last listed */
+    int vstamp_n;              /* it (a job's duplicate skills dropped in O(1)) */
+    uint32_t stamp;
     idx *ix;                   /* NULL in stream mode */
     int64_t rev;               /* change-log position applied */
     double last_refresh;       /* jm_now() of the last load or refresh */
     double load_secs;
+    struct rank_strblk *sblk;  /* the string arena: ids and interned strings */
+    uint64_t *livebits;        /* bit s set = slot s is live; livebits_words words */
+    int livebits_words;
+    float *vec_tmp;            /* dim floats: scratch of the loader (write lock held) */
+
+    /* What lets a query score only the jobs that can make its candidates
+     * (rank.c, "the skill pass"), built at load and rebuilt by a refresh
+     * once many jobs changed. Jobs put since the build are "dirty": the
+     * structures do not describe them, and every query scores them. */
+    int accel;                 /* 1 when the structures below are valid */
+    int post_nv;               /* vocabulary size at the build */
+    signed char *post_bit;     /* per skill < post_nv: its bit (0..63) in the
+                                * masks below for the 64 skills most jobs list,
+                                * else -1: the skill has a postings list */
+    uint32_t *post_off;        /* the jobs listing skill s (post_bit[s] < 0), by */
+    uint16_t *post;            /* rank ascending: post[post_off[s] .. post_off[s + 1]),
+                                * each (rank % 32768) << 1 | required; the entries
+                                * of ranks in [32768 b, 32768 (b + 1)) end at */
+    uint32_t *post_bnd;        /* post_bnd[s * post_nb + b] */
+    int post_nb;
+    int wperm_n;               /* live jobs at the build; by rank r = their order */
+    uint32_t *wperm;           /* by wsum ascending: wperm[r] is a slot */
+    uint64_t *rmask;           /* rmask[2r], [2r + 1]: the masked skills job
+                                * wperm[r] lists as required, as nice-to-have */
+    uint32_t *roff;            /* job wperm[r]'s skills: arena[roff[r] .. roff[r + 1])
+                                * (the build lays the arena out in rank order) */
+    uint32_t *rcls;            /* rcls[r]: the wsum class of job wperm[r] */
+    int ncls;                  /* classes: the distinct wsums, ascending */
+    float *cls_w;              /* the class's wsum */
+    float *cls_lw;             /* >= -log(wsum + mu) */
+    float *cls_bound;          /* >= the largest -log(wsum + mu) + max(w_coverage, 0)
+                                * wsum / (wsum + shrink) of this class and the ones after */
+    float *cls_logf;           /* logf(wsum + mu), as a job's score has it */
+    uint64_t *dirty;           /* bit per slot (livebits_words words) */
+    int *dirty_list;
+    int ndirty, dirty_cap;
+    int reference;             /* tests: score every job (rank_set_reference) */
+    vcache *cache;             /* embeddings of profile texts and unknown skills */
 };
+
+/* Arena entry k (vocabulary index << 1 | required). */
+static inline uint32_t rank_ask(const rank_engine *e, size_t k)
+{
+    return e->arena16 ? ((const uint16_t *)e->arena)[k] : ((const uint32_t *)e->arena)[k];
+}
 
 /* The person's side of a query. */
 typedef struct rprofile {
@@ -70,7 +122,8 @@ typedef struct rprofile {
     float *profile;            /* dim: the joined skills' embedding */
     float *pcorp;              /* n: probability of the skill in the corpus (smoothing) */
     float *lnum;               /* n * 3: log(c + mu p(u)) for c = 0, nice weight, 1 */
-    float *best_sim;           /* per vocabulary skill */
+    float *best_sim;           /* per vocabulary skill; SK_SIM_UNRESOLVED where it
+                                * is below the thresholds (rprofile_sim) */
     int *best_user;
     unsigned char *kind;
 } rprofile;
@@ -78,6 +131,9 @@ typedef struct rprofile {
 int rprofile_build(rank_engine *e, bert_pool *pool, const char *const *skills, int nskills, rprofile *p,
                    jm_err *err);
 void rprofile_free(rprofile *p);
+/* p->best_sim[s], computed now (and kept) if it was left unresolved: the
+ * exact value, for explanations. */
+float rprofile_sim(const rank_engine *e, rprofile *p, int s);
 
 /* Slot of a job id, or -1. Caller holds the read lock. */
 int rank_slot(const rank_engine *e, const char *id);
@@ -86,5 +142,21 @@ int rank_slot(const rank_engine *e, const char *id);
 float rank_credit(const rank_engine *e, float sim);
 rank_status rank_status_of(const rank_engine *e, float sim);
 float rank_skill_weight(const rank_engine *e, int required);
+
+/* Tests: on = 1 makes queries take the reference path, the full pass of the
+ * first version (every job checked against the filters one by one and scored),
+ * instead of the postings and bounds; the results must be the same. */
+void rank_set_reference(rank_engine *e, int on);
+
+/* Tests: the skill pass's candidates for q (the best max(candidates, k)
+ * jobs that pass the filters by Q_raw + w_coverage C, ties to the lower
+ * slot), by the path rank_set_reference selects, sorted by that order:
+ * malloc'd slots[n] and scores[n]; *fast = 1 when postings and bounds were
+ * used (0: the full pass). */
+int rank_skill_candidates(rank_engine *e, bert_pool *pool, const rank_query *q, int **slots, float **scores, int *n,
+                          int *fast, jm_err *err);
+/* Tests: rebuild the skill pass's structures now (a refresh does it once many
+ * jobs changed). */
+void rank_rebuild(rank_engine *e);
 
 #endif

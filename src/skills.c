@@ -1,9 +1,10 @@
 /* skills.c - skill vocabulary, alias keys, IDF and per-query matching. */
 #include "skills.h"
 
-#include <cblas.h>
 #include <ctype.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,6 +27,10 @@ struct sk_vocab {
     entry *e;
     int n, cap;
     float *emb; /* n x dim, zero rows for skills without an embedding */
+    int8_t *codes; /* n x dim: emb quantised (the prefilter of sk_match_floor) */
+    float *qscale; /* per skill: emb ~ qscale * codes */
+    float *qerr;   /* per skill: an upper bound of |emb - qscale * codes|, and of */
+    float *qnorm;  /* |emb| */
     int *name_slots;
     int name_nslots;
     kv *alias;
@@ -80,6 +85,10 @@ void sk_vocab_free(sk_vocab *v)
     }
     free(v->e);
     free(v->emb);
+    free(v->codes);
+    free(v->qscale);
+    free(v->qerr);
+    free(v->qnorm);
     free(v->name_slots);
     alias_clear(v);
     free(v);
@@ -145,6 +154,23 @@ int sk_add(sk_vocab *v, const char *norm, const char *display)
         if (!nemb)
             return -1;
         v->emb = nemb;
+        int8_t *nc8 = realloc(v->codes, (size_t)nc * v->dim);
+        if (!nc8)
+            return -1;
+        v->codes = nc8;
+        float *f[3] = {v->qscale, v->qerr, v->qnorm};
+        for (int k = 0; k < 3; k++) {
+            float *nf = realloc(f[k], sizeof(float) * (size_t)nc);
+            if (!nf)
+                return -1;
+            f[k] = nf;
+            if (k == 0)
+                v->qscale = nf;
+            else if (k == 1)
+                v->qerr = nf;
+            else
+                v->qnorm = nf;
+        }
         v->cap = nc;
     }
     entry *e = &v->e[v->n];
@@ -157,6 +183,8 @@ int sk_add(sk_vocab *v, const char *norm, const char *display)
         return -1;
     }
     memset(v->emb + (size_t)v->n * v->dim, 0, sizeof(float) * v->dim);
+    memset(v->codes + (size_t)v->n * v->dim, 0, (size_t)v->dim);
+    v->qscale[v->n] = v->qerr[v->n] = v->qnorm[v->n] = 0;
     v->n++;
     if (v->n * 2 > v->name_nslots) {
         if (name_rehash(v, v->name_nslots ? v->name_nslots * 2 : 2048)) {
@@ -174,11 +202,40 @@ int sk_add(sk_vocab *v, const char *norm, const char *display)
     return v->n - 1;
 }
 
+/* Symmetric int8: code = round(x / scale) (half away from zero), scale =
+ * max|x| / 127. *err gets |x - scale * code| and *norm |x|, both in double
+ * and rounded up to float, so they bound the float-exact values. */
+static void quantise8(const float *x, int D, int8_t *code, float *scale, float *err, float *norm)
+{
+    float m = 0;
+    for (int d = 0; d < D; d++)
+        m = fabsf(x[d]) > m ? fabsf(x[d]) : m;
+    float sc = m / 127.0f;
+    double e2 = 0, n2 = 0;
+    for (int d = 0; d < D; d++) {
+        int c = 0;
+        if (sc > 0) {
+            float t = x[d] / sc;
+            c = (int)(t < 0 ? t - 0.5f : t + 0.5f);
+            c = c > 127 ? 127 : c < -127 ? -127 : c;
+        }
+        code[d] = (int8_t)c;
+        double r = (double)x[d] - (double)sc * c;
+        e2 += r * r;
+        n2 += (double)x[d] * x[d];
+    }
+    double e = sqrt(e2), n = sqrt(n2);
+    *scale = sc;
+    *err = (float)e < e ? nextafterf((float)e, INFINITY) : (float)e;
+    *norm = (float)n < n ? nextafterf((float)n, INFINITY) : (float)n;
+}
+
 int sk_set_embedding(sk_vocab *v, int i, const float *emb)
 {
     if (i < 0 || i >= v->n)
         return JM_EINVAL;
     memcpy(v->emb + (size_t)i * v->dim, emb, sizeof(float) * v->dim);
+    quantise8(emb, v->dim, v->codes + (size_t)i * v->dim, &v->qscale[i], &v->qerr[i], &v->qnorm[i]);
     v->e[i].has_emb = 1;
     return JM_OK;
 }
@@ -398,8 +455,114 @@ int sk_alias_matches(const sk_vocab *v, const char *text, int *out, int cap)
     return n;
 }
 
-int sk_match_all(const sk_vocab *v, const char *const *user_norm, const float *user_emb, int nuser, float *best_sim,
-                 int *best_user, unsigned char *kind, jm_err *err)
+/* ---- the similarity kernel ---- */
+
+void sk_dots_avx2(const float *U, int nu, const float *S, int ns, int D, float *out, size_t ldo); /* skills_avx2.c */
+void sk_dots_i8_avx2(const int8_t *U, int nu, const int8_t *S, int ns, int D, int32_t *out, size_t ldo);
+
+static void sk_dots_i8_ref(const int8_t *U, int nu, const int8_t *S, int ns, int D, int32_t *out, size_t ldo)
+{
+    for (int u = 0; u < nu; u++)
+        for (int s = 0; s < ns; s++) {
+            int32_t t = 0;
+            for (int d = 0; d < D; d++)
+                t += (int32_t)U[(size_t)u * D + d] * S[(size_t)s * D + d];
+            out[(size_t)u * ldo + s] = t;
+        }
+}
+
+/* The scalar twin of sk_dots_avx2: the same order of operations, each
+ * multiply-add fused (fmaf), so both give the same bits. */
+static void sk_dots_ref(const float *U, int nu, const float *S, int ns, int D, float *out, size_t ldo)
+{
+    for (int u = 0; u < nu; u++)
+        for (int s = 0; s < ns; s++) {
+            const float *a = U + (size_t)u * D, *b = S + (size_t)s * D;
+            float l[8] = {0};
+            int d = 0;
+            for (; d + 8 <= D; d += 8)
+                for (int k = 0; k < 8; k++)
+                    l[k] = fmaf(a[d + k], b[d + k], l[k]);
+            float h0 = l[0] + l[4], h1 = l[1] + l[5], h2 = l[2] + l[6], h3 = l[3] + l[7];
+            float t = (h0 + h2) + (h1 + h3);
+            for (; d < D; d++)
+                t += a[d] * b[d];
+            out[(size_t)u * ldo + s] = t;
+        }
+}
+
+static void (*dots_fn)(const float *, int, const float *, int, int, float *, size_t) = sk_dots_ref;
+static void (*dots_i8_fn)(const int8_t *, int, const int8_t *, int, int, int32_t *, size_t) = sk_dots_i8_ref;
+static pthread_once_t dots_once = PTHREAD_ONCE_INIT;
+
+static void dots_init(void)
+{
+    const char *cap = getenv("JOBMATCH_ISA");
+    if (cap && !strcmp(cap, "scalar"))
+        return;
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        dots_fn = sk_dots_avx2;
+        dots_i8_fn = sk_dots_i8_avx2;
+    }
+}
+
+void sk_dots(const float *U, int nu, const float *S, int ns, int D, float *out, size_t ldo)
+{
+    pthread_once(&dots_once, dots_init);
+    dots_fn(U, nu, S, ns, D, out, ldo);
+}
+
+void sk_dots_variant(int avx2, const float *U, int nu, const float *S, int ns, int D, float *out, size_t ldo)
+{
+    (avx2 ? sk_dots_avx2 : sk_dots_ref)(U, nu, S, ns, D, out, ldo);
+}
+
+void sk_dots_i8_variant(int avx2, const int8_t *U, int nu, const int8_t *S, int ns, int D, int32_t *out, size_t ldo)
+{
+    (avx2 ? sk_dots_i8_avx2 : sk_dots_i8_ref)(U, nu, S, ns, D, out, ldo);
+}
+
+/* Vocabulary rows per block of the similarity matrix: the scratch stays
+ * nuser * 1024 floats whatever the vocabulary size. */
+#define MATCH_BLOCK 1024
+
+/* Exact similarity of vocabulary skill s to the best of the users (the
+ * value sk_match_all gives): -1 when s has no embedding. */
+static float best_exact(const sk_vocab *v, const float *user_emb, int nuser, int s, float *tmp, int *arg)
+{
+    float best = -1.0f;
+    *arg = -1;
+    if (!v->e[s].has_emb)
+        return best;
+    sk_dots(user_emb, nuser, v->emb + (size_t)s * v->dim, 1, v->dim, tmp, 1);
+    for (int u = 0; u < nuser; u++)
+        if (tmp[u] > best) {
+            best = tmp[u];
+            *arg = u;
+        }
+    return best;
+}
+
+float sk_similarity(const sk_vocab *v, const float *user_emb, int nuser, int s)
+{
+    float tmp[64], best = -1.0f;
+    int arg;
+    for (int u0 = 0; u0 < nuser; u0 += 64) {
+        int m = nuser - u0 < 64 ? nuser - u0 : 64;
+        float b = best_exact(v, user_emb + (size_t)u0 * v->dim, m, s, tmp, &arg);
+        if (b > best)
+            best = b;
+    }
+    return best;
+}
+
+/* Vocabulary rows per block of the similarity matrix: the scratch stays
+ * nuser * 1024 numbers whatever the vocabulary size. */
+#define MATCH_BLOCK 1024
+
+int sk_match_floor(const sk_vocab *v, const char *const *user_norm, const float *user_emb, int nuser, float floor,
+                   float *best_sim, int *best_user, unsigned char *kind, jm_err *err)
 {
     int V = v->n, D = v->dim;
     for (int s = 0; s < V; s++) {
@@ -408,22 +571,87 @@ int sk_match_all(const sk_vocab *v, const char *const *user_norm, const float *u
         kind[s] = SK_NONE;
     }
     if (!nuser || !V)
-        return JM_OK;
-    float *sims = malloc(sizeof(float) * (size_t)nuser * V);
-    if (!sims)
+        goto aliases;
+    int B = V < MATCH_BLOCK ? V : MATCH_BLOCK;
+    if (floor <= -0.5f) {
+        /* no prefilter: every similarity exactly */
+        float *sims = malloc(sizeof(float) * (size_t)nuser * B);
+        if (!sims)
+            return jm_fail(err, JM_ENOMEM, "out of memory");
+        for (int s0 = 0; s0 < V; s0 += B) {
+            int nb = V - s0 < B ? V - s0 : B;
+            sk_dots(user_emb, nuser, v->emb + (size_t)s0 * D, nb, D, sims, (size_t)B);
+            for (int u = 0; u < nuser; u++)
+                for (int i = 0; i < nb; i++) {
+                    int s = s0 + i;
+                    float x = v->e[s].has_emb ? sims[(size_t)u * B + i] : -1.0f;
+                    if (x > best_sim[s]) {
+                        best_sim[s] = x;
+                        best_user[s] = u;
+                        kind[s] = SK_SEMANTIC;
+                    }
+                }
+        }
+        free(sims);
+        goto aliases;
+    }
+    /* The int8 codes give every similarity within a proven bound:
+     *   |u.s - (su qu).(ss qs)| <= |u - su qu| |s| + |su qu| |s - ss qs|
+     * (plus float rounding, far below 1e-4). Only skills some user may reach
+     * `floor` with are computed exactly; the others are left at
+     * SK_SIM_UNRESOLVED. */
+    int8_t *uq = malloc((size_t)nuser * D);
+    float *us = malloc(sizeof(float) * (size_t)nuser), *ue = malloc(sizeof(float) * (size_t)nuser),
+          *un = malloc(sizeof(float) * (size_t)nuser), *tmp = malloc(sizeof(float) * (size_t)nuser);
+    int32_t *dots = malloc(sizeof(int32_t) * (size_t)nuser * B);
+    if (!uq || !us || !ue || !un || !tmp || !dots) {
+        free(uq);
+        free(us);
+        free(ue);
+        free(un);
+        free(tmp);
+        free(dots);
         return jm_fail(err, JM_ENOMEM, "out of memory");
-    /* sims[u, s] = user_u . skill_s (both unit vectors) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nuser, V, D, 1.0f, user_emb, D, v->emb, D, 0.0f, sims, V);
-    for (int u = 0; u < nuser; u++)
-        for (int s = 0; s < V; s++) {
-            float x = v->e[s].has_emb ? sims[(size_t)u * V + s] : -1.0f;
-            if (x > best_sim[s] && kind[s] != SK_EXACT && kind[s] != SK_ALIAS) {
-                best_sim[s] = x;
-                best_user[s] = u;
-                kind[s] = SK_SEMANTIC;
+    }
+    for (int u = 0; u < nuser; u++) {
+        float nx;
+        quantise8(user_emb + (size_t)u * D, D, uq + (size_t)u * D, &us[u], &ue[u], &nx);
+        un[u] = nx + ue[u]; /* |su qu| <= |u| + |u - su qu| */
+    }
+    for (int s0 = 0; s0 < V; s0 += B) {
+        int nb = V - s0 < B ? V - s0 : B;
+        pthread_once(&dots_once, dots_init);
+        dots_i8_fn(uq, nuser, v->codes + (size_t)s0 * D, nb, D, dots, (size_t)B);
+        for (int i = 0; i < nb; i++) {
+            int s = s0 + i;
+            if (!v->e[s].has_emb)
+                continue;
+            int reach = 0;
+            for (int u = 0; u < nuser && !reach; u++) {
+                double approx = (double)us[u] * v->qscale[s] * dots[(size_t)u * B + i];
+                double bound = (double)ue[u] * v->qnorm[s] + (double)un[u] * v->qerr[s] + 1e-4;
+                reach = approx + bound >= floor;
+            }
+            if (reach) {
+                int arg;
+                float b = best_exact(v, user_emb, nuser, s, tmp, &arg);
+                if (arg >= 0) {
+                    best_sim[s] = b;
+                    best_user[s] = arg;
+                    kind[s] = SK_SEMANTIC;
+                }
+            } else {
+                best_sim[s] = SK_SIM_UNRESOLVED;
             }
         }
-    free(sims);
+    }
+    free(uq);
+    free(us);
+    free(ue);
+    free(un);
+    free(tmp);
+    free(dots);
+aliases:;
     /* Exact and alias matches override: similarity 1. */
     int ids[64];
     for (int u = 0; u < nuser; u++) {
@@ -442,4 +670,10 @@ int sk_match_all(const sk_vocab *v, const char *const *user_norm, const float *u
         }
     }
     return JM_OK;
+}
+
+int sk_match_all(const sk_vocab *v, const char *const *user_norm, const float *user_emb, int nuser, float *best_sim,
+                 int *best_user, unsigned char *kind, jm_err *err)
+{
+    return sk_match_floor(v, user_norm, user_emb, nuser, -1.0f, best_sim, best_user, kind, err);
 }

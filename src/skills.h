@@ -62,8 +62,36 @@ size_t sk_loose_key(const char *name, char *buf, size_t cap);
 /* For one query: the similarity of every vocabulary skill to the best of the
  * user's skills, with which one and how. user_emb[u * dim] are the user skills'
  * embeddings, user_norm their normalised names. Fills best_sim[V], best_user[V]
- * (-1 if none), kind[V]. One matrix product, O(V * nuser * dim). */
+ * (-1 if none), kind[V]. One pass of sk_dots over the vocabulary, O(V * nuser *
+ * dim), reading each skill's embedding once. */
 int sk_match_all(const sk_vocab *v, const char *const *user_norm, const float *user_emb, int nuser,
                  float *best_sim, int *best_user, unsigned char *kind, jm_err *err);
+
+/* sk_match_all for a caller that needs exact similarities only where they
+ * reach `floor` (the partial threshold): an int8 copy of the embeddings
+ * bounds every similarity first (a proven bound, see skills.c), and only
+ * skills some user skill may reach `floor` with are computed exactly. The
+ * others get best_sim = SK_SIM_UNRESOLVED (below any threshold),
+ * best_user = -1 and kind SK_NONE; sk_similarity gives their exact value.
+ * Exact and alias matches are as in sk_match_all, and every resolved value
+ * is the one sk_match_all gives. floor <= -0.5 computes everything. */
+#define SK_SIM_UNRESOLVED (-3.0f)
+int sk_match_floor(const sk_vocab *v, const char *const *user_norm, const float *user_emb, int nuser, float floor,
+                   float *best_sim, int *best_user, unsigned char *kind, jm_err *err);
+/* The similarity of skill s to the best of the user skills, as sk_match_all
+ * computes it before exact and alias matches (-1 without an embedding). */
+float sk_similarity(const sk_vocab *v, const float *user_emb, int nuser, int s);
+
+/* The similarity kernel sk_match_all uses: out[u * ldo + s] = U[u] . S[s] for
+ * u < nu, s < ns (vectors of D floats, row-major). Each pair is summed in one
+ * fixed order (8 lanes, then a fixed tree, see skills_avx2.c), so a value
+ * does not depend on nu, ns or the blocking, and the AVX2 and scalar variants
+ * give the same bits. JOBMATCH_ISA=scalar forces the scalar one. */
+void sk_dots(const float *U, int nu, const float *S, int ns, int D, float *out, size_t ldo);
+/* One variant explicitly (tests): avx2 = 1 only on a CPU with AVX2 and FMA. */
+void sk_dots_variant(int avx2, const float *U, int nu, const float *S, int ns, int D, float *out, size_t ldo);
+/* The prefilter's kernel: out[u * ldo + s] = U[u] . S[s] over int8 codes in
+ * [-127, 127], exact in int32; avx2 as above. */
+void sk_dots_i8_variant(int avx2, const int8_t *U, int nu, const int8_t *S, int ns, int D, int32_t *out, size_t ldo);
 
 #endif

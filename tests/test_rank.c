@@ -1,22 +1,37 @@
 /* test_rank.c - the recommendation and gap engine on a small store, on SQLite
  * and (when JM_TEST_PG_URL is set) PostgreSQL: explanations, filters, the
  * per-company cap, both gap modes, following inserts/updates/deletes without a
- * restart, stream mode against memory mode, and bad input. */
+ * restart, stream mode against memory mode, and bad input.
+ *
+ * Then the fast skill pass (postings, masks and bounds, rank.c) against the
+ * reference full pass, on a store of 700 generated jobs: the candidate sets
+ * and the whole responses of hundreds of random queries with random filters
+ * must be identical, bit for bit, before and after jobs change (the "dirty"
+ * path) and after the structures are rebuilt. And the pieces under it: the
+ * similarity kernels (AVX2 = scalar, bit for bit), the int8 prefilter of
+ * sk_match_floor against sk_match_all, idx_score_many against idx_score, the
+ * embedding cache, and the skills read back from the store. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include <pthread.h>
+
 #include "bert.h"
 #include "check.h"
 #include "db.h"
 #include "embedjob.h"
 #include "gap.h"
+#include "idx.h"
 #include "rank.h"
+#include "rank_int.h"
+#include "skills.h"
+#include "vcache.h"
 
 static bert_model *model;
-static bert_pool *pool;
+static bert_pool *pool_;
 
 typedef struct spec {
     const char *id, *title, *company, *location, *skills;
@@ -66,7 +81,7 @@ static int embed_all(db *d, jm_err *err)
 {
     ej_opts o = {.batch = 16, .progress = EJ_QUIET};
     ej_stats st;
-    return ej_run(d, pool, bert_model_id(model), bert_dim(model), &o, &st, err);
+    return ej_run(d, pool_, bert_model_id(model), bert_dim(model), &o, &st, err);
 }
 
 static int find(const rank_response *r, const char *id)
@@ -87,7 +102,7 @@ static int recommend(rank_engine *e, const char *skills, int k, const rank_filte
         q.filters = *f;
     else
         rank_filters_init(&q.filters);
-    int rc = rank_recommend(e, pool, &q, out, err);
+    int rc = rank_recommend(e, pool_, &q, out, err);
     for (int i = 0; i < n; i++)
         free(sk[i]);
     free(sk);
@@ -225,7 +240,7 @@ static void suite(const char *url, const char *tag)
     /* Gap for one job. */
     gap_report g;
     const char *mine[] = {"Python", "MySQL", "Photoshop"};
-    rc = gap_job(e, pool, mine, 3, "py-1", &g, &err);
+    rc = gap_job(e, pool_, mine, 3, "py-1", &g, &err);
     CHECK(rc == 0 && g.n == 5, "%s: gap_job: %s", tag, err.msg);
     if (rc == 0) {
         int py = -1, pg = -1;
@@ -244,7 +259,7 @@ static void suite(const char *url, const char *tag)
                   tag);
         gap_report_free(&g);
     }
-    CHECK(gap_job(e, pool, mine, 3, "no-such-job", &g, &err) == JM_ENOTFOUND && strstr(err.msg, "no-such-job"),
+    CHECK(gap_job(e, pool_, mine, 3, "no-such-job", &g, &err) == JM_ENOTFOUND && strstr(err.msg, "no-such-job"),
           "%s: unknown job refused", tag);
 
     /* Career gap. */
@@ -252,7 +267,7 @@ static void suite(const char *url, const char *tag)
     rank_query q = {cs, 2, 5, 0, {0}};
     rank_filters_init(&q.filters);
     gap_career cg;
-    rc = gap_career_report(e, pool, &q, 0.5f, &cg, &err);
+    rc = gap_career_report(e, pool_, &q, 0.5f, &cg, &err);
     CHECK(rc == 0 && cg.top_n == 5 && cg.n > 0, "%s: career gap: %s", tag, err.msg);
     if (rc == 0) {
         int docker = -1;
@@ -350,11 +365,520 @@ out:
     db_close(d);
 }
 
+/* ---------- the fast skill pass against the reference ---------- */
+
+static uint64_t rs = 20261124;
+static double ur(void)
+{
+    rs = rs * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (double)(rs >> 11) * (1.0 / 9007199254740992.0);
+}
+
+/* Skills of generated jobs; drawn with weight 1 / (i + 1), so the first are
+ * common (the per-job masks) and the rest rare (postings). Near-duplicates
+ * and relatives give exact, alias, have and partial matches. */
+static const char *pool[] = {
+    "Microsoft Excel", "Microsoft Office software", "Microsoft Word", "Email software", "Microsoft Outlook",
+    "Spreadsheet software", "Microsoft PowerPoint", "Web browser software", "Word processing software",
+    "Structured query language SQL", "Python", "Project management software", "Accounting software", "Linux",
+    "Oracle Database", "MySQL", "PostgreSQL", "JavaScript", "Java", "C++", "C#", "Docker", "Kubernetes",
+    "Amazon Web Services AWS software", "Microsoft Azure software", "Git", "Jenkins", "Terraform", "Ansible",
+    "Bash", "React", "Angular", "Vue.js", "Node.js", "TypeScript", "HTML", "CSS", "REST APIs", "GraphQL",
+    "MongoDB", "Redis", "Apache Kafka", "Apache Spark", "Hadoop", "Apache Airflow", "pandas", "NumPy",
+    "TensorFlow", "PyTorch", "scikit-learn", "Machine learning", "Statistics", "R", "SAS", "MATLAB", "Tableau",
+    "Microsoft Power BI", "Salesforce software", "SAP software", "Intuit QuickBooks", "Atlassian JIRA",
+    "Atlassian Confluence", "Slack", "Zoom", "Adobe Photoshop", "Adobe Illustrator", "Adobe InDesign",
+    "Autodesk AutoCAD", "Dassault Systemes SolidWorks", "Figma", "Sketch", "Unity Technologies Unity",
+    "Blender", "Autodesk Maya", "Apple Final Cut Pro", "Adobe Premiere Pro", "Avid Pro Tools", "Ableton Live",
+    "Electronic health records", "Patient care", "Phlebotomy", "Epic Systems", "Cerner", "Payroll software",
+    "Customer relationship management CRM software", "Enterprise resource planning ERP software",
+    "Extensible markup language XML", "JavaScript Object Notation JSON", "Go", "Rust", "Ruby", "PHP", "Swift",
+    "Kotlin", "Scala", "Perl", "COBOL", "Fortran", "Assembly language", "Verilog", "VHDL", "LabVIEW",
+    "Minitab", "SPSS", "Stata", "ArcGIS", "QGIS", "Google Analytics", "Google Ads", "Hootsuite", "WordPress",
+    "Shopify", "Magento", "Zendesk", "ServiceNow", "Splunk", "Nagios", "Wireshark", "Cisco IOS", "VMware",
+};
+#define NPOOL ((int)(sizeof pool / sizeof pool[0]))
+/* what people type: variants, aliases, unknown skills */
+static const char *typed[] = {"postgres", "JS", "k8s", "excel", "ms word", "python 3", "SQL", "AWS", "node",
+                              "Underwater basket weaving", "golang", "Photoshop", "AutoCAD", "Pytorch"};
+static const char *places[] = {"Boston, MA", "Austin, TX", "Denver, CO", "Remote", "Chicago, IL", "Seattle, WA"};
+static const char *places_q[] = {"boston", "TX", "remote", "chicago", "nowhere"};
+static const char *emps[] = {"full-time", "part-time", "contract"}, *sens[] = {"junior", "mid", "senior"};
+
+static int pick_skill(void)
+{
+    double h = 0;
+    for (int i = 0; i < NPOOL; i++)
+        h += 1.0 / (i + 1);
+    double x = ur() * h;
+    for (int i = 0; i < NPOOL; i++)
+        if ((x -= 1.0 / (i + 1)) <= 0)
+            return i;
+    return NPOOL - 1;
+}
+
+static void gen_job(int i, int variant, db_job *j)
+{
+    db_job_init(j);
+    char buf[64];
+    snprintf(buf, sizeof buf, "eq-%04d", i);
+    j->id = strdup(buf);
+    snprintf(buf, sizeof buf, "Generated job %d.%d", i, variant);
+    j->title = strdup(buf);
+    snprintf(buf, sizeof buf, "Company %d", (int)(ur() * 40));
+    j->company = strdup(buf);
+    j->location = strdup(places[(int)(ur() * 6)]);
+    j->remote = ur() < 0.1 ? -1 : ur() < 0.3;
+    if (ur() < 0.9) {
+        j->salary_min = 30000 + 1000 * (int)(ur() * 100);
+        j->salary_max = ur() < 0.8 ? j->salary_min + 1000 * (int)(ur() * 50) : NAN;
+    }
+    j->employment_type = strdup(emps[(int)(ur() * 3)]);
+    j->seniority = strdup(sens[(int)(ur() * 3)]);
+    snprintf(buf, sizeof buf, "2026-%02d-%02d", 1 + (int)(ur() * 11), 1 + (int)(ur() * 28));
+    j->posted_at = ur() < 0.95 ? strdup(buf) : NULL;
+    j->description = strdup("A generated job.");
+    int n = ur() < 0.03 ? 0 : 1 + (int)(ur() * 24);
+    j->skills = calloc((size_t)n + 1, sizeof(db_skill));
+    for (int k = 0; k < n; k++) {
+        j->skills[j->nskills].name = strdup(pool[pick_skill()]);
+        j->skills[j->nskills++].required = ur() < 0.5;
+    }
+}
+
+/* Give every job that needs one a random unit vector (the model would take
+ * too long here; the engine does not care where vectors come from). */
+static int vectors(db *d, int dim, jm_err *err)
+{
+    float *v = malloc(sizeof(float) * 64 * (size_t)dim);
+    char *cursor = NULL;
+    int rc = 0;
+    for (;;) {
+        db_batch b;
+        if ((rc = db_claim_jobs(d, bert_model_id(model), cursor, 64, &b, err)))
+            break;
+        if (!b.n) {
+            db_batch_free(&b);
+            break;
+        }
+        for (int k = 0; k < b.n; k++) {
+            double nn = 0;
+            for (int x = 0; x < dim; x++) {
+                v[(size_t)k * dim + x] = (float)(ur() - 0.5);
+                nn += (double)v[(size_t)k * dim + x] * v[(size_t)k * dim + x];
+            }
+            for (int x = 0; x < dim; x++)
+                v[(size_t)k * dim + x] /= (float)sqrt(nn);
+        }
+        rc = db_commit_jobs(d, &b, v, dim, bert_model_id(model), err);
+        free(cursor);
+        cursor = strdup(b.ids[b.n - 1]);
+        db_batch_free(&b);
+        if (rc)
+            break;
+    }
+    free(cursor);
+    free(v);
+    return rc;
+}
+
+static int same_f(float a, float b) { return !memcmp(&a, &b, sizeof a); }
+
+/* A response as text, every float exactly (%a): two responses are the same
+ * when their texts are. (The response holds the engine's read lock, so the
+ * first is written down and freed before the path is switched.) */
+static char *snap(int rc, const rank_response *r)
+{
+    size_t cap = 4096, len = 0;
+    char *b = malloc(cap);
+#define PUT(...)                                                                    \
+    do {                                                                            \
+        int n_ = snprintf(b + len, cap - len, __VA_ARGS__);                         \
+        while (n_ >= 0 && (size_t)n_ >= cap - len) {                                \
+            cap *= 2;                                                               \
+            b = realloc(b, cap);                                                    \
+            n_ = snprintf(b + len, cap - len, __VA_ARGS__);                         \
+        }                                                                           \
+        len += (size_t)n_;                                                          \
+    } while (0)
+    PUT("rc %d\n", rc);
+    if (rc == 0) {
+        PUT("n %d considered %lld skills %d\n", r->n, (long long)r->considered, r->nskills);
+        for (int i = 0; i < r->nskills; i++)
+            PUT(" %s", r->skills[i]);
+        PUT("\n");
+        for (int i = 0; i < r->n; i++) {
+            const rank_result *x = &r->results[i];
+            PUT("%s %s|%s|%s %a %a %a %a %a %d %d\n", x->id, x->title ? x->title : "-", x->company ? x->company : "-",
+                x->location ? x->location : "-", x->score, x->query, x->coverage, x->semantic, x->keyword, x->nalign,
+                x->nmissing);
+            for (int k = 0; k < x->nalign; k++) {
+                const rank_align *g = &x->align[k];
+                PUT("  %s|%s|%a|%d|%d|%a|%d|%a|%a\n", g->job_skill, g->user_skill ? g->user_skill : "-",
+                    g->similarity, (int)g->kind, g->required, g->weight, (int)g->status, g->contribution, g->idf);
+            }
+        }
+    }
+#undef PUT
+    return b;
+}
+
+/* nq random queries, each by the fast path and by the reference: the skill
+ * pass's candidates and the whole responses must be the same. Returns how
+ * many queries took the fast path. */
+static int compare_paths(rank_engine *e, int nq, const char *tag, const char *stage)
+{
+    int bad_c = 0, bad_r = 0, nfast = 0;
+    for (int qi = 0; qi < nq; qi++) {
+        const char *sk[10];
+        int ns = 0, want = 1 + (int)(ur() * 6);
+        while (ns < want)
+            sk[ns++] = ur() < 0.15 ? typed[(int)(ur() * (sizeof typed / sizeof typed[0]))]
+                                   : pool[ur() < 0.5 ? pick_skill() : (int)(ur() * NPOOL)];
+        rank_query q = {sk, ns, ur() < 0.6 ? 10 : 1 + (int)(ur() * 30), ur() < 0.15 ? 1 + (int)(ur() * 2) : 0, {0}};
+        rank_filters_init(&q.filters);
+        char exid[3][32];
+        const char *ex[3];
+        double r = ur();
+        if (r < 0.1)
+            q.filters.location = places_q[(int)(ur() * 5)];
+        else if (r < 0.18)
+            q.filters.remote_only = 1;
+        else if (r < 0.28) {
+            q.filters.salary_min = 30000 + ur() * 90000;
+            if (ur() < 0.5)
+                q.filters.salary_max = q.filters.salary_min + ur() * 40000;
+        } else if (r < 0.34) {
+            q.filters.employment_type = ur() < 0.5 ? "CONTRACT" : "full-time";
+            q.filters.seniority = sens[(int)(ur() * 3)];
+        } else if (r < 0.4)
+            q.filters.posted_since = ur() < 0.5 ? "2026-06-01" : "2026-11-20";
+        else if (r < 0.46) {
+            for (int k = 0; k < 3; k++) {
+                snprintf(exid[k], sizeof exid[k], "eq-%04d", (int)(ur() * 700));
+                ex[k] = exid[k];
+            }
+            q.filters.exclude = ex;
+            q.filters.nexclude = 3;
+        } else if (r < 0.48) {
+            q.filters.location = "boston";
+            q.filters.remote_only = 1;
+            q.filters.seniority = "junior";
+        }
+        jm_err err = {0};
+        int *sa = NULL, *sb = NULL, na = 0, nb = 0, fa = 0, fb = 0;
+        float *ca = NULL, *cb = NULL;
+        rank_set_reference(e, 0);
+        int ra = rank_skill_candidates(e, pool_, &q, &sa, &ca, &na, &fa, &err);
+        rank_set_reference(e, 1);
+        int rb = rank_skill_candidates(e, pool_, &q, &sb, &cb, &nb, &fb, &err);
+        int same = ra == rb && na == nb;
+        for (int i = 0; same && i < na; i++)
+            same = sa[i] == sb[i] && same_f(ca[i], cb[i]);
+        if (!same && bad_c++ < 3)
+            fprintf(stderr, "%s %s: query %d: candidates differ (%d vs %d, rc %d/%d)\n", tag, stage, qi, na, nb, ra,
+                    rb);
+        nfast += fa;
+        free(sa);
+        free(sb);
+        free(ca);
+        free(cb);
+        rank_response x, y;
+        rank_set_reference(e, 0);
+        int rx = rank_recommend(e, pool_, &q, &x, &err);
+        char *tx = snap(rx, &x);
+        if (rx == 0)
+            rank_response_free(&x);
+        rank_set_reference(e, 1);
+        int ry = rank_recommend(e, pool_, &q, &y, &err);
+        char *ty = snap(ry, &y);
+        if (ry == 0)
+            rank_response_free(&y);
+        if (strcmp(tx, ty)) {
+            size_t at = 0;
+            while (tx[at] && tx[at] == ty[at])
+                at++;
+            while (at > 0 && tx[at - 1] != '\n')
+                at--;
+            if (bad_r++ < 3)
+                fprintf(stderr, "%s %s: query %d: responses differ at:\n  %.200s\n  %.200s\n", tag, stage, qi,
+                        tx + at, ty + at);
+        }
+        free(tx);
+        free(ty);
+    }
+    rank_set_reference(e, 0);
+    CHECK(bad_c == 0, "%s %s: the skill pass's candidates differ from the full pass in %d of %d queries", tag, stage,
+          bad_c, nq);
+    CHECK(bad_r == 0, "%s %s: responses differ from the reference path in %d of %d queries", tag, stage, bad_r, nq);
+    return nfast;
+}
+
+static void equivalence_suite(const char *url, const char *tag)
+{
+    jm_err err = {0};
+    db *d = NULL;
+    if (db_open(url, &d, &err)) {
+        CHECK(0, "%s: open: %s", tag, err.msg);
+        return;
+    }
+    int N = 700, dim = bert_dim(model);
+    db_job *js = calloc((size_t)N, sizeof(db_job));
+    for (int i = 0; i < N; i++)
+        gen_job(i, 0, &js[i]);
+    CHECK(db_upsert_jobs(d, js, N, NULL, &err) == 0, "%s: upsert: %s", tag, err.msg);
+    /* the skills come back as they went in (the scan's one-block parser) */
+    int same = 1;
+    for (int i = 0; i < N; i += 37) {
+        db_job g;
+        db_job_init(&g);
+        int found = 0;
+        if (db_get_job(d, js[i].id, &g, &found, &err) || !found || g.nskills != js[i].nskills) {
+            same = 0;
+        } else {
+            for (int k = 0; k < g.nskills; k++)
+                same &= !strcmp(g.skills[k].name, js[i].skills[k].name) &&
+                        g.skills[k].required == js[i].skills[k].required;
+        }
+        db_job_clear(&g);
+    }
+    CHECK(same, "%s: skills read back equal those written", tag);
+    ej_opts eo = {.batch = 64, .progress = EJ_QUIET};
+    ej_stats st;
+    CHECK(vectors(d, dim, &err) == 0 && ej_run(d, pool_, bert_model_id(model), dim, &eo, &st, &err) == 0,
+          "%s: vectors: %s", tag, err.msg);
+    for (int round = 0; round < 2; round++) {
+        rank_opts o;
+        rank_opts_default(&o);
+        o.refresh_secs = -1;
+        o.candidates = round ? 40 : 12; /* few: the heap fills and bounds cut */
+        rank_engine *e = NULL;
+        if (rank_open(d, model, &o, &e, &err)) {
+            CHECK(0, "%s: rank_open: %s", tag, err.msg);
+            break;
+        }
+        int nf = compare_paths(e, round ? 150 : 250, tag, round ? "40 candidates" : "12 candidates");
+        CHECK(nf > 0, "%s: the fast path was taken (%d queries)", tag, nf);
+        if (round == 0) {
+            /* changes: new jobs, changed skills, deletions; then the dirty path */
+            db_job more[60];
+            for (int i = 0; i < 60; i++)
+                gen_job(i < 30 ? N + i : (int)(ur() * N), 1, &more[i]);
+            CHECK(db_upsert_jobs(d, more, 60, NULL, &err) == 0 && vectors(d, dim, &err) == 0,
+                  "%s: changes: %s", tag, err.msg);
+            for (int i = 0; i < 60; i++)
+                db_job_clear(&more[i]);
+            for (int i = 0; i < 15; i++) {
+                char id[32];
+                int found;
+                snprintf(id, sizeof id, "eq-%04d", (int)(ur() * N));
+                db_delete_job(d, id, &found, &err);
+            }
+            int applied = 0;
+            CHECK(rank_refresh(e, &applied, &err) == 0 && applied > 60, "%s: refresh applied %d: %s", tag, applied,
+                  err.msg);
+            CHECK(e->ndirty > 0 && e->accel, "%s: changed jobs are dirty (%d)", tag, e->ndirty);
+            compare_paths(e, 150, tag, "dirty jobs");
+            rank_rebuild(e);
+            CHECK(e->ndirty == 0 && e->accel, "%s: rebuilt", tag);
+            compare_paths(e, 150, tag, "rebuilt");
+        }
+        rank_close(e);
+    }
+    for (int i = 0; i < N; i++)
+        db_job_clear(&js[i]);
+    free(js);
+    db_close(d);
+}
+
+/* ---------- the pieces under the skill pass ---------- */
+
+static void kernels_suite(void)
+{
+    /* the similarity kernels: AVX2 and scalar give the same bits, whatever
+     * the blocking */
+    int D[] = {384, 37, 8, 1};
+    for (int t = 0; t < 4; t++) {
+        int nu = 7, ns = 11, dd = D[t];
+        float *U = malloc(sizeof(float) * (size_t)nu * dd), *S = malloc(sizeof(float) * (size_t)ns * dd);
+        float *o1 = malloc(sizeof(float) * (size_t)nu * ns), *o2 = malloc(sizeof(float) * (size_t)nu * ns),
+              *o3 = malloc(sizeof(float) * (size_t)nu * ns);
+        for (int i = 0; i < nu * dd; i++)
+            U[i] = (float)(ur() - 0.5);
+        for (int i = 0; i < ns * dd; i++)
+            S[i] = (float)(ur() - 0.5);
+        sk_dots_variant(0, U, nu, S, ns, dd, o1, (size_t)ns);
+        sk_dots_variant(1, U, nu, S, ns, dd, o2, (size_t)ns);
+        for (int s = 0; s < ns; s++) /* one row at a time: another blocking */
+            sk_dots_variant(1, U, nu, S + (size_t)s * dd, 1, dd, o3 + s, (size_t)ns);
+        CHECK(!memcmp(o1, o2, sizeof(float) * (size_t)nu * ns) && !memcmp(o2, o3, sizeof(float) * (size_t)nu * ns),
+              "sk_dots: AVX2 = scalar = row by row (D %d)", dd);
+        int8_t *Ui = malloc((size_t)nu * dd), *Si = malloc((size_t)ns * dd);
+        int32_t *i1 = malloc(sizeof(int32_t) * (size_t)nu * ns), *i2 = malloc(sizeof(int32_t) * (size_t)nu * ns);
+        for (int i = 0; i < nu * dd; i++)
+            Ui[i] = (int8_t)(-127 + (int)(ur() * 255));
+        for (int i = 0; i < ns * dd; i++)
+            Si[i] = (int8_t)(-127 + (int)(ur() * 255));
+        sk_dots_i8_variant(0, Ui, nu, Si, ns, dd, i1, (size_t)ns);
+        sk_dots_i8_variant(1, Ui, nu, Si, ns, dd, i2, (size_t)ns);
+        CHECK(!memcmp(i1, i2, sizeof(int32_t) * (size_t)nu * ns), "sk_dots_i8: AVX2 = scalar (D %d)", dd);
+        free(U), free(S), free(o1), free(o2), free(o3), free(Ui), free(Si), free(i1), free(i2);
+    }
+
+    /* the int8 prefilter: what it resolves equals sk_match_all, what it
+     * leaves is below the floor */
+    sk_vocab *v = NULL;
+    jm_err err = {0};
+    int dim = bert_dim(model);
+    sk_vocab_new(dim, &v, &err);
+    float *emb = malloc(sizeof(float) * NPOOL * (size_t)dim);
+    CHECK(bert_embed(pool_, NPOOL, pool, NULL, emb, NULL, &err) == 0, "embed the pool: %s", err.msg);
+    for (int i = 0; i < NPOOL; i++) {
+        char *nm = db_skill_norm(pool[i]);
+        int x = sk_add(v, nm, pool[i]);
+        sk_set_embedding(v, x, emb + (size_t)i * dim);
+        sk_df_add(v, x, 1);
+        free(nm);
+    }
+    sk_finish(v, 100, &err);
+    int bad = 0, resolved = 0, left = 0;
+    for (int t = 0; t < 40; t++) {
+        int nu = 1 + (int)(ur() * 6);
+        const char *un[6];
+        char *norms[6];
+        float *ue = malloc(sizeof(float) * (size_t)nu * dim);
+        for (int u = 0; u < nu; u++) {
+            const char *name = ur() < 0.3 ? typed[(int)(ur() * (sizeof typed / sizeof typed[0]))]
+                                          : pool[(int)(ur() * NPOOL)];
+            norms[u] = db_skill_norm(name);
+            un[u] = norms[u];
+            bert_embed(pool_, 1, &name, NULL, ue + (size_t)u * dim, NULL, &err);
+        }
+        float a[NPOOL], b[NPOOL];
+        int ua[NPOOL], ub[NPOOL];
+        unsigned char ka[NPOOL], kb[NPOOL];
+        sk_match_all(v, un, ue, nu, a, ua, ka, &err);
+        sk_match_floor(v, un, ue, nu, 0.5f, b, ub, kb, &err);
+        for (int s = 0; s < NPOOL; s++) {
+            if (b[s] == SK_SIM_UNRESOLVED) {
+                left++;
+                bad += !(a[s] < 0.5f) || !same_f(sk_similarity(v, ue, nu, s), a[s]);
+            } else {
+                resolved++;
+                bad += !same_f(a[s], b[s]) || ua[s] != ub[s] || ka[s] != kb[s];
+            }
+        }
+        for (int u = 0; u < nu; u++)
+            free(norms[u]);
+        free(ue);
+    }
+    CHECK(bad == 0 && resolved > 0 && left > 0, "sk_match_floor: %d mismatches (%d resolved, %d left)", bad, resolved,
+          left);
+    free(emb);
+    sk_vocab_free(v);
+
+    /* idx_score_many gives idx_score's bits */
+    idx *ix = NULL;
+    idx_new(dim, &ix, &err);
+    float *vec = malloc(sizeof(float) * (size_t)dim), *q = malloc(sizeof(float) * (size_t)dim);
+    for (uint32_t s = 0; s < 50; s++) {
+        for (int x = 0; x < dim; x++)
+            vec[x] = (float)(ur() - 0.5);
+        if (s != 7)
+            idx_set(ix, s, vec, &err);
+    }
+    for (int x = 0; x < dim; x++)
+        q[x] = (float)(ur() - 0.5);
+    uint32_t slots[23];
+    float many[23];
+    for (int i = 0; i < 23; i++)
+        slots[i] = (uint32_t)((i * 7) % 50);
+    idx_score_many(ix, q, slots, 23, many);
+    int eq = 1;
+    for (int i = 0; i < 23; i++) {
+        float one = idx_score(ix, q, slots[i]);
+        eq &= (isnan(one) && isnan(many[i])) || same_f(one, many[i]);
+    }
+    CHECK(eq, "idx_score_many = idx_score, bit for bit (a dead slot included)");
+    free(vec);
+    free(q);
+    idx_free(ix);
+}
+
+typedef struct hammer {
+    vcache *c;
+    int id, ok;
+} hammer;
+
+static void *hammer_main(void *arg)
+{
+    hammer *h = arg;
+    float v[8], w[8];
+    char key[32];
+    h->ok = 1;
+    for (int i = 0; i < 20000; i++) {
+        int k = (i * 7 + h->id * 13) % 300;
+        snprintf(key, sizeof key, "text %d", k);
+        for (int x = 0; x < 8; x++)
+            v[x] = (float)(k * 8 + x);
+        if (vc_get(h->c, key, w)) {
+            h->ok &= !memcmp(v, w, sizeof v);
+        } else {
+            vc_put(h->c, key, v);
+        }
+    }
+    return NULL;
+}
+
+static void cache_suite(void)
+{
+    vcache *c = NULL;
+    CHECK(vc_new(4, 0, &c) == 0 && c == NULL, "a cache of 0 entries is no cache");
+    float out[4];
+    CHECK(vc_get(NULL, "a", out) == 0, "the null cache always misses");
+    vc_put(NULL, "a", out);
+    CHECK(vc_new(4, 3, &c) == 0 && c, "vc_new");
+    float a[4] = {1, 2, 3, 4}, b[4] = {5, 6, 7, 8}, x[4] = {9, 9, 9, 9};
+    vc_put(c, "a", a);
+    vc_put(c, "b", b);
+    vc_put(c, "c", x);
+    CHECK(vc_get(c, "a", out) && !memcmp(out, a, sizeof a), "a cached");
+    vc_put(c, "d", x); /* drops the least recently used: b */
+    CHECK(!vc_get(c, "b", out), "the least recently used goes first");
+    CHECK(vc_get(c, "a", out) && vc_get(c, "c", out) && vc_get(c, "d", out), "the others stay");
+    vc_put(c, "a", b); /* a present: only refreshed, the vector kept */
+    CHECK(vc_get(c, "a", out) && !memcmp(out, a, sizeof a), "a second put of a text keeps its vector");
+    vc_stats st;
+    vc_get_stats(c, &st);
+    CHECK(st.entries == 3 && st.cap == 3 && st.hits >= 5 && st.misses == 1, "stats: %d entries, %lld hits, %lld misses",
+          st.entries, (long long)st.hits, (long long)st.misses);
+    vc_clear(c);
+    vc_get_stats(c, &st);
+    CHECK(st.entries == 0 && !vc_get(c, "a", out), "cleared");
+    vc_free(c);
+    /* shared by threads */
+    vc_new(8, 100, &c);
+    pthread_t t[4];
+    hammer h[4];
+    for (int i = 0; i < 4; i++) {
+        h[i] = (hammer){c, i, 0};
+        pthread_create(&t[i], NULL, hammer_main, &h[i]);
+    }
+    int ok = 1;
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        ok &= h[i].ok;
+    }
+    vc_get_stats(c, &st);
+    CHECK(ok && st.entries == 100, "4 threads on one cache: every hit was the right vector (%d entries)", st.entries);
+    vc_free(c);
+}
+
 int main(void)
 {
     const char *dir = getenv("JM_TEST_MODEL");
     jm_err err = {0};
-    if (bert_load(dir ? dir : "models/all-MiniLM-L6-v2", &model, &err) || bert_pool_new(model, 1, &pool, &err)) {
+    if (bert_load(dir ? dir : "models/all-MiniLM-L6-v2", &model, &err) || bert_pool_new(model, 1, &pool_, &err)) {
         CHECK(0, "model: %s", err.msg);
         return CHECK_DONE("test_rank");
     }
@@ -365,6 +889,20 @@ int main(void)
     unlink(path);
     suite(path, "sqlite");
     unlink(path);
+    kernels_suite();
+    cache_suite();
+    char path2[] = "/tmp/jm_test_rank_eq_XXXXXX";
+    fd = mkstemp(path2);
+    if (fd >= 0)
+        close(fd);
+    unlink(path2);
+    equivalence_suite(path2, "sqlite");
+    unlink(path2);
+    for (const char *sfx = "-wal"; sfx; sfx = strcmp(sfx, "-wal") ? NULL : "-shm") {
+        char w[96];
+        snprintf(w, sizeof w, "%s%s", path2, sfx);
+        unlink(w);
+    }
     char wal[64];
     snprintf(wal, sizeof wal, "%s-wal", path);
     unlink(wal);
@@ -385,10 +923,22 @@ int main(void)
         CHECK(!strncmp(url, "postgres", 8), "could not create a test database: %s", url);
         if (!strncmp(url, "postgres", 8))
             suite(url, "postgresql");
+        snprintf(cmd, sizeof cmd, "sh tests/pg.sh createdb '%s' jm_test_rank_eq", pgdir);
+        p = popen(cmd, "r");
+        url[0] = 0;
+        if (p) {
+            while (fgets(url, sizeof url, p)) {
+            }
+            pclose(p);
+        }
+        url[strcspn(url, "\n")] = 0;
+        CHECK(!strncmp(url, "postgres", 8), "could not create a test database: %s", url);
+        if (!strncmp(url, "postgres", 8))
+            equivalence_suite(url, "postgresql");
     } else {
         printf("test_rank: JM_TEST_PG_URL not set: PostgreSQL half skipped\n");
     }
-    bert_pool_free(pool);
+    bert_pool_free(pool_);
     bert_free(model);
     return CHECK_DONE("test_rank");
 }
