@@ -66,6 +66,7 @@ struct rank_engine {
     idx *ix;                   /* NULL in stream mode */
     int64_t rev;               /* change-log position applied */
     double last_refresh;       /* jm_now() of the last load or refresh */
+    double last_skills_check;  /* jm_now() when skills lacking an embedding were last re-read */
     double load_secs;
     struct rank_strblk *sblk;  /* the string arena: ids and interned strings */
     uint64_t *livebits;        /* bit s set = slot s is live; livebits_words words */

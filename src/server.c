@@ -329,8 +329,12 @@ static void *maintenance(void *arg)
         double rs = s->cfg.rank.refresh_secs;
         if (up && rs >= 0 && jm_now() - last_refresh >= rs) {
             jm_err err = {0};
-            if (rank_refresh(s->eng, NULL, &err) && s->cfg.log)
+            double t = jm_now();
+            int applied = 0;
+            if (rank_refresh(s->eng, &applied, &err) && s->cfg.log)
                 fprintf(s->cfg.log, "jobmatch: refresh failed: %s\n", err.msg);
+            if (getenv("JOBMATCH_TRACE"))
+                fprintf(stderr, "serve: refresh %.1f ms, %d jobs applied\n", (jm_now() - t) * 1e3, applied);
             last_refresh = jm_now();
         }
         pthread_mutex_lock(&s->mlock);
@@ -829,9 +833,24 @@ int srv_start(const srv_config *cfg, srv **out, jm_err *err)
         s->id_salt = (unsigned long)time(NULL) ^ (unsigned long)getpid();
     int rc;
     double t0 = jm_now();
-    if ((rc = bert_load(cfg->model_dir, &s->model, err)) || (rc = db_open(cfg->db_url, &s->edb, err)) ||
-        (rc = db_open(cfg->db_url, &s->sdb, err)) || (rc = rank_open(s->edb, s->model, &cfg->rank, &s->eng, err)))
+    int trace = getenv("JOBMATCH_TRACE") != NULL;
+    if ((rc = bert_load(cfg->model_dir, &s->model, err)))
         goto fail;
+    if (trace)
+        fprintf(stderr, "serve: model %.3f s\n", jm_now() - t0);
+    if ((rc = db_open(cfg->db_url, &s->edb, err)) || (rc = db_open(cfg->db_url, &s->sdb, err)))
+        goto fail;
+    if (trace)
+        fprintf(stderr, "serve: databases %.3f s\n", jm_now() - t0);
+    /* Queries never refresh the engine themselves (a refresh reads the
+     * change log: a worker doing it would stall the queue behind it); the
+     * maintenance thread does, every refresh_secs. */
+    rank_opts ro = cfg->rank;
+    ro.refresh_secs = -1;
+    if ((rc = rank_open(s->edb, s->model, &ro, &s->eng, err)))
+        goto fail;
+    if (trace)
+        fprintf(stderr, "serve: engine %.3f s\n", jm_now() - t0);
     jm_err ignored = {0};
     if (db_meta_get(s->sdb, "corpus", &s->corpus, &ignored))
         s->corpus = NULL;
