@@ -1519,6 +1519,18 @@ static int ci_contains(const char *hay, const char *needle)
     return n == 0;
 }
 
+/* The job's salary range overlaps the filter's [min, max]; a job without a
+ * salary does not pass a salary filter. */
+static int salary_ok(const rjob *j, const rank_filters *f)
+{
+    if (isnan(f->salary_min) && isnan(f->salary_max))
+        return 1;
+    if (isnan(j->smin) && isnan(j->smax))
+        return 0;
+    float lo = isnan(j->smin) ? j->smax : j->smin, hi = isnan(j->smax) ? j->smin : j->smax;
+    return !(!isnan(f->salary_min) && hi < f->salary_min) && !(!isnan(f->salary_max) && lo > f->salary_max);
+}
+
 static int passes(const rank_engine *e, const rjob *j, const rank_filters *f, int posted_since)
 {
     (void)e;
@@ -1528,17 +1540,8 @@ static int passes(const rank_engine *e, const rjob *j, const rank_filters *f, in
         return 0;
     if (f->remote_only && j->remote != 1)
         return 0;
-    if (!isnan(f->salary_min) || !isnan(f->salary_max)) {
-        /* overlap of [job min, job max] with [filter min, filter max]; a job
-         * without a salary does not pass a salary filter */
-        if (isnan(j->smin) && isnan(j->smax))
-            return 0;
-        float lo = isnan(j->smin) ? j->smax : j->smin, hi = isnan(j->smax) ? j->smin : j->smax;
-        if (!isnan(f->salary_min) && hi < f->salary_min)
-            return 0;
-        if (!isnan(f->salary_max) && lo > f->salary_max)
-            return 0;
-    }
+    if (!salary_ok(j, f))
+        return 0;
     if (f->employment_type && *f->employment_type && (!j->emp || strcasecmp(j->emp, f->employment_type)))
         return 0;
     if (f->seniority && *f->seniority && (!j->sen || strcasecmp(j->sen, f->seniority)))
@@ -1714,15 +1717,8 @@ static int passes_memo(const rjob *j, const rank_filters *f, int posted_since, s
         return 0;
     if (f->remote_only && j->remote != 1)
         return 0;
-    if (!isnan(f->salary_min) || !isnan(f->salary_max)) {
-        if (isnan(j->smin) && isnan(j->smax))
-            return 0;
-        float lo = isnan(j->smin) ? j->smax : j->smin, hi = isnan(j->smax) ? j->smin : j->smax;
-        if (!isnan(f->salary_min) && hi < f->salary_min)
-            return 0;
-        if (!isnan(f->salary_max) && lo > f->salary_max)
-            return 0;
-    }
+    if (!salary_ok(j, f))
+        return 0;
     smemo *me = memo + MEMO_SIZE, *ms = memo + 2 * MEMO_SIZE;
     if (f->employment_type && *f->employment_type &&
         !(memo_find(me, j->emp, &r) ? r : memo_keep(me, j->emp, j->emp && !strcasecmp(j->emp, f->employment_type))))
