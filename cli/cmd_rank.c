@@ -201,6 +201,24 @@ static void print_json(cJSON *o)
     cJSON_Delete(o);
 }
 
+/* Parse the options and open the store, the model and the engine: -1 to go
+ * on, else the exit status (after --help, bad usage or a failed open, with
+ * everything freed). */
+static int start(int argc, char **argv, common *c, int is_gap, void (*usage)(void), env *v)
+{
+    int r = parse(argc, argv, c, is_gap, usage);
+    if (r) {
+        common_free(c);
+        return r == 1 ? 0 : 2;
+    }
+    if (env_open(c, v)) {
+        env_close(v);
+        common_free(c);
+        return 1;
+    }
+    return -1;
+}
+
 /* ---------- recommend ---------- */
 
 static void usage_recommend(void)
@@ -217,17 +235,10 @@ static void usage_recommend(void)
 int cmd_recommend(int argc, char **argv)
 {
     common c;
-    int r = parse(argc, argv, &c, 0, usage_recommend);
-    if (r) {
-        common_free(&c);
-        return r == 1 ? 0 : 2;
-    }
     env v;
-    if (env_open(&c, &v)) {
-        env_close(&v);
-        common_free(&c);
-        return 1;
-    }
+    int r = start(argc, argv, &c, 0, usage_recommend, &v);
+    if (r >= 0)
+        return r;
     rank_query q = {(const char *const *)c.skills, c.nskills, (int)c.k, (int)c.per_company, c.f};
     rank_response res;
     jm_err err = {0};
@@ -292,17 +303,10 @@ static void usage_gap(void)
 int cmd_gap(int argc, char **argv)
 {
     common c;
-    int r = parse(argc, argv, &c, 1, usage_gap);
-    if (r) {
-        common_free(&c);
-        return r == 1 ? 0 : 2;
-    }
     env v;
-    if (env_open(&c, &v)) {
-        env_close(&v);
-        common_free(&c);
-        return 1;
-    }
+    int r = start(argc, argv, &c, 1, usage_gap, &v);
+    if (r >= 0)
+        return r;
     jm_err err = {0};
     int rc;
     if (c.job) {
