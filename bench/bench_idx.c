@@ -1,14 +1,16 @@
 /* bench_idx - the vector index on clustered, embedding-like data, one thread.
  *
- *   bench_idx [--n N]... [--queries Q] [--dim D] [--no-int8-only]
+ *   bench_idx [--n N]... [--queries Q] [--dim D] [--no-scan-only]
  *
  * For each N (default 100000 and 1000000; dim 384) prints: build time and
  * bytes (idx_bytes and the growth of the process's RSS), latency p50/p99 of
  * idx_search (k = 10) and idx_search_exact (k = 10, 100 candidates, the
  * exact vectors fetched from memory) over Q queries (default 1000), their
  * top-10 recall against an exact float32 brute force (BLAS, then the best 30
- * re-scored in double), and for comparison the same with the sign-code
- * prefilter switched off (int8 scan of every vector; 200 queries) and one
+ * re-scored in double), how many candidates idx_search_exact needs to cover
+ * the exact top 10 (p50/p90/p99/max of the worst approximate rank of a
+ * true top-10 slot, up to 512), and for comparison the same with the sign-code
+ * prefilter switched off (4-bit scan of every vector; 200 queries) and one
  * streaming query (idx_topk over all N float32 vectors). The data: unit
  * vectors around 500 centres in 50 topics plus a direction common to all
  * (mean norm ~0.5, unrelated pairs at cosine ~0.25, like all-MiniLM-L6-v2 on
@@ -219,7 +221,52 @@ static void run_queries(const char *what, const idx *x, const data *D, int nq, i
     free(lat);
 }
 
-static void bench_n(int dim, long n, int nq, int int8_only)
+static int cmpi(const void *a, const void *b)
+{
+    int x = *(const int *)a, y = *(const int *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* How many candidates idx_search_exact needs: per query, the largest rank
+ * (1-based) in idx_search's approximate list of any of the exact top 10
+ * (RANKMAX + 1 when beyond RANKMAX). k = RANKMAX = 512 keeps the prefilter's
+ * `keep` at its value for up to 512 candidates (8 * 512 = 4096), so the
+ * ranks are those any candidate count up to 512 sees. */
+static void candidates_needed(const idx *x, const data *D, int nq)
+{
+    enum { RANKMAX = 512 };
+    idx_hit *h = malloc(sizeof(idx_hit) * RANKMAX);
+    int *need = malloc(sizeof(int) * nq);
+    jm_err e;
+    for (int q = 0; q < nq; q++) {
+        int n = 0;
+        idx_search(x, D->queries + (size_t)q * D->dim, RANKMAX, NULL, h, &n, &e);
+        int worst = 0;
+        for (int t = 0; t < 10; t++) {
+            int r = 0;
+            while (r < n && h[r].slot != D->truth[q * 10 + t])
+                r++;
+            r = r < n ? r + 1 : RANKMAX + 1;
+            worst = r > worst ? r : worst;
+        }
+        need[q] = worst;
+    }
+    qsort(need, nq, sizeof(int), cmpi);
+    int at[] = {50, 100, 150, 200, 300};
+    printf("  candidates covering the exact top 10: p50 %d, p90 %d, p99 %d, max %d%s; covered at",
+           need[nq / 2], need[(int)(nq * 0.9)], need[(int)(nq * 0.99)], need[nq - 1],
+           need[nq - 1] > RANKMAX ? " (> 512)" : "");
+    for (size_t i = 0; i < sizeof at / sizeof at[0]; i++) {
+        int c = 0;
+        while (c < nq && need[c] <= at[i])
+            c++;
+        printf(" %d: %.1f%%%s", at[i], 100.0 * c / nq, i + 1 < sizeof at / sizeof at[0] ? "," : "\n");
+    }
+    free(h);
+    free(need);
+}
+
+static void bench_n(int dim, long n, int nq, int scan_only)
 {
     printf("N = %ld, dim %d, %d queries, kernel %s\n", n, dim, nq, idx_isa());
     float *base = malloc(sizeof(float) * dim * n), *queries = malloc(sizeof(float) * dim * nq);
@@ -258,14 +305,15 @@ static void bench_n(int dim, long n, int nq, int int8_only)
            b / 1048576.0, (double)b / n, (rss1 - rss0) / 1024.0, (hwm - rss0) / 1024.0);
     run_queries("idx_search k=10", x, &D, nq, 0);
     run_queries("idx_search_exact k=10 (100 cand)", x, &D, nq, 1);
+    candidates_needed(x, &D, nq);
 
-    if (int8_only) {
+    if (scan_only) {
         idx_set_prefilter(x, SIZE_MAX, IDX_PREFILTER_KEEP, &e);
         int q8 = nq < 200 ? nq : 200;
         printf("  without the sign prefilter (idx_bytes %.1f MiB):\n", idx_bytes(x) / 1048576.0);
-        run_queries("idx_search k=10, int8 scan", x, &D, q8, 0);
-        run_queries("idx_search_exact, int8 scan", x, &D, q8, 1);
-        printf("  (int8 scan reads %.0f MB per query)\n", (double)n * dim / 1e6);
+        run_queries("idx_search k=10, 4-bit scan", x, &D, q8, 0);
+        run_queries("idx_search_exact, 4-bit scan", x, &D, q8, 1);
+        printf("  (the 4-bit scan reads %.0f MB per query)\n", (double)n * ((dim + 63) / 64 * 32) / 1e6);
     }
 
     /* Stream mode: one query over all vectors in chunks of 4096. */
@@ -295,7 +343,7 @@ static void bench_n(int dim, long n, int nq, int int8_only)
 int main(int argc, char **argv)
 {
     long ns[8];
-    int nn = 0, nq = 1000, dim = 384, int8_only = 1;
+    int nn = 0, nq = 1000, dim = 384, scan_only = 1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--n") && i + 1 < argc && nn < 8)
             ns[nn++] = atol(argv[++i]);
@@ -303,10 +351,10 @@ int main(int argc, char **argv)
             nq = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--dim") && i + 1 < argc)
             dim = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--no-int8-only"))
-            int8_only = 0;
+        else if (!strcmp(argv[i], "--no-scan-only") || !strcmp(argv[i], "--no-int8-only"))
+            scan_only = 0;
         else {
-            fprintf(stderr, "usage: bench_idx [--n N]... [--queries Q] [--dim D] [--no-int8-only]\n");
+            fprintf(stderr, "usage: bench_idx [--n N]... [--queries Q] [--dim D] [--no-scan-only]\n");
             return 2;
         }
     }
@@ -322,6 +370,6 @@ int main(int argc, char **argv)
     printf("bench_idx: one thread, kernel %s, prefilter from %d live vectors (keep %d)\n", idx_isa(),
            IDX_PREFILTER_MIN, IDX_PREFILTER_KEEP);
     for (int i = 0; i < nn; i++)
-        bench_n(dim, ns[i], nq, int8_only);
+        bench_n(dim, ns[i], nq, scan_only);
     return 0;
 }

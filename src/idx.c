@@ -10,15 +10,17 @@
 #include <sys/mman.h>
 
 /* idx_avx2.c */
-void idx_dot_i8_avx2(const int8_t *q, const int8_t *codes, size_t dim, const uint32_t *slots,
-                     int n, int32_t *out);
+void idx_dot_u4_avx2(const int8_t *q, const int8_t *lut, const uint8_t *codes, size_t row,
+                     const uint32_t *slots, int n, int32_t *out);
 uint64_t idx_hamming_avx2(const uint64_t *q, const uint64_t *bits, int words, uint32_t first,
                           int n, int bound, uint16_t *out);
 void idx_dot_f32_avx2(const float *q, const float *vecs, int dim, int n, float *out);
 
 enum {
-    PAD = 32,    /* bytes the int8 kernels may read past a row; the query is zero there */
-    BLOCK = 256  /* slots scored per kernel call */
+    BLOCK = 256,          /* slots scored per kernel call */
+    CENTRE_MIN = 1024,    /* live vectors before the first centre is computed */
+    MAXGEN = 32,          /* code generations (centres); doublings from CENTRE_MIN need < 24 */
+    CENTRE_SAMPLE = 16384 /* live vectors a centre is the mean of, at most */
 };
 
 /* One per-slot array: see slab_grow. */
@@ -30,31 +32,44 @@ typedef struct slab {
 struct idx {
     int dim;
     int words;          /* uint64 words per sign code: ceil(dim / 64) */
+    size_t row;         /* bytes per code row: 32 * ceil(dim / 64) */
     uint32_t cap;       /* slots allocated, a multiple of 64 */
     uint32_t nslots;    /* 1 + highest slot ever set */
     size_t count;       /* live slots */
-    int8_t *codes;      /* [cap][dim] + PAD, 64-byte aligned (= codes_s.p) */
+    uint8_t *codes;     /* [cap][row] 4-bit codes, 64-byte aligned (= codes_s.p) */
     float *scale;       /* [cap] */
+    uint8_t *gen;       /* [cap] the generation (centre) each code was taken around */
     uint64_t *live;     /* [cap / 64] bitmap */
-    slab codes_s, scale_s, live_s, bits_s;
-    /* Prefilter: sign codes of x - mean, present once count reached pf_min. */
+    slab codes_s, scale_s, gen_s, live_s, bits_s;
+    /* Centres: cen[0] = NULL (zero), cen[g] [dim] for 0 < g < ngen. New codes
+     * and the sign codes use the newest, cen[ngen - 1]. */
+    float *cen[MAXGEN];
+    int ngen;
+    size_t centre_at;   /* live count when the newest centre was computed */
+    /* Prefilter: sign codes of x/|x| - centre, present once count reached pf_min. */
     size_t pf_min;      /* SIZE_MAX = never */
     int pf_keep;
     uint64_t *bits;     /* [cap][words], 64-byte aligned, or NULL */
-    float *mean;        /* [dim], the centre the sign codes were taken around */
-    size_t pf_built_at; /* live count when mean was last computed */
 };
 
 /* ---- Scalar reference kernels ---- */
 
-static void dot_i8_ref(const int8_t *q, const int8_t *codes, size_t dim, const uint32_t *slots,
-                       int n, int32_t *out)
+/* Nibble of component d in a code row: the 32 bytes of block d / 64 hold
+ * components 64b + j in their low and 64b + 32 + j in their high nibbles. */
+static inline int nib(const uint8_t *r, int d)
+{
+    uint8_t b = r[(d >> 6) * 32 + (d & 31)];
+    return d & 32 ? b >> 4 : b & 15;
+}
+
+static void dot_u4_ref(const int8_t *q, const int8_t *lv, const uint8_t *codes, size_t row,
+                       const uint32_t *slots, int n, int32_t *out)
 {
     for (int i = 0; i < n; i++) {
-        const int8_t *c = codes + (size_t)slots[i] * dim;
+        const uint8_t *r = codes + (size_t)slots[i] * row;
         int32_t s = 0;
-        for (size_t d = 0; d < dim; d++)
-            s += (int32_t)q[d] * c[d];
+        for (int d = 0; d < (int)(2 * row); d++)
+            s += (int32_t)q[d] * lv[nib(r, d)];
         out[i] = s;
     }
 }
@@ -87,8 +102,8 @@ static void dot_f32_ref(const float *q, const float *vecs, int dim, int n, float
 
 /* ---- Dispatch ---- */
 
-static const idx_kernel kern_ref = {"scalar", dot_i8_ref, hamming_ref, dot_f32_ref};
-static const idx_kernel kern_avx2 = {"avx2", idx_dot_i8_avx2, idx_hamming_avx2, idx_dot_f32_avx2};
+static const idx_kernel kern_ref = {"scalar", dot_u4_ref, hamming_ref, dot_f32_ref};
+static const idx_kernel kern_avx2 = {"avx2", idx_dot_u4_avx2, idx_hamming_avx2, idx_dot_f32_avx2};
 static const idx_kernel *kern = &kern_ref;
 static pthread_once_t kern_once = PTHREAD_ONCE_INIT;
 
@@ -128,9 +143,17 @@ const char *idx_isa(void) { return kernels()->name; }
 
 /* ---- Quantisation ---- */
 
-/* Symmetric int8: code = round(v / scale), half away from zero, scale =
- * max|v| / 127. Returns the scale (0 for a zero vector, whose codes are all
- * 0). No libm calls: this runs for every vector inserted and every query. */
+/* Levels of the 4-bit codes, in units of the per-vector scale: the 16-level
+ * Lloyd-Max quantiser of a unit normal (levels +-0.1284 +-0.3881 ... +-2.7326)
+ * times 127 / 2.7326, rounded. A stored component is centre[d] + scale *
+ * LUT[code]. */
+static const int8_t LUT[16] = {-127, -96, -75, -58, -44, -31, -18, -6,
+                               6,    18,  31,  44,  58,  75,  96,  127};
+static const float LUTF[16] = {-127, -96, -75, -58, -44, -31, -18, -6,
+                               6,    18,  31,  44,  58,  75,  96,  127};
+/* Symmetric int8 for queries: code = round(v / scale), half away from zero,
+ * scale = max|v| / 127. Returns the scale (0 for a zero vector, whose codes
+ * are all 0). No libm calls: this runs for every query. */
 static float quantise(const float *v, int dim, int8_t *code)
 {
     float m = 0;
@@ -154,6 +177,105 @@ static float quantise(const float *v, int dim, int8_t *code)
     return m / 127.0f;
 }
 
+/* sum_d (v[d] - c[d])^2 (c NULL: zero) in double (no overflow for any
+ * finite floats), in four partial sums so that the adds do not wait on one
+ * another. */
+static double norm2c(const float *v, const float *c, int dim)
+{
+    double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    int d = 0;
+    if (c) {
+        for (; d + 4 <= dim; d += 4) {
+            double t0 = v[d] - c[d], t1 = v[d + 1] - c[d + 1], t2 = v[d + 2] - c[d + 2],
+                   t3 = v[d + 3] - c[d + 3];
+            a0 += t0 * t0;
+            a1 += t1 * t1;
+            a2 += t2 * t2;
+            a3 += t3 * t3;
+        }
+        for (; d < dim; d++)
+            a0 += (double)(v[d] - c[d]) * (v[d] - c[d]);
+    } else {
+        for (; d + 4 <= dim; d += 4) {
+            a0 += (double)v[d] * v[d];
+            a1 += (double)v[d + 1] * v[d + 1];
+            a2 += (double)v[d + 2] * v[d + 2];
+            a3 += (double)v[d + 3] * v[d + 3];
+        }
+        for (; d < dim; d++)
+            a0 += (double)v[d] * v[d];
+    }
+    return (a0 + a1) + (a2 + a3);
+}
+
+static double norm2(const float *v, int dim) { return norm2c(v, NULL, dim); }
+
+/* LEVEL[i]: how many of the midpoints between consecutive positive levels
+ * (12, 24.5, 37.5, 51, 66.5, 85.5, 111.5) are <= i / 2. */
+static uint8_t LEVEL[256];
+static pthread_once_t level_once = PTHREAD_ONCE_INIT;
+
+static void level_init(void)
+{
+    for (int i = 0; i < 256; i++) {
+        int k = 0;
+        for (int j = 8; j < 15; j++)
+            k += i >= LUT[j] + LUT[j + 1]; /* 2 * midpoint, an integer */
+        LEVEL[i] = (uint8_t)k;
+    }
+}
+
+/* Nibble of one residual component t (in LUT units, finite): the nearest
+ * level, by a table on |t| in steps of 1/2 (the midpoints are multiples of
+ * 1/2, so this is exact). */
+static inline int level(float t)
+{
+    float a = 2 * fabsf(t);
+    int k = LEVEL[a < 255.0f ? (int)a : 255];
+    return t >= 0 ? 8 + k : 7 - k;
+}
+
+/* 4-bit code of r = v - c (c NULL: zero) into code[row]: each component to
+ * the nearest level of LUT times s = rms(r) / 46.48, i.e. the Lloyd-Max
+ * quantiser of N(0, rms^2). Returns the scale the stored vector uses,
+ * |r|^2 / (r . LUT[code]) rather than s: it makes r . rhat = |r|^2, so the
+ * score of a vector against itself or a near neighbour is not biased low
+ * by the ~1% a least-squares scale gives (the Lloyd-Max reconstruction is
+ * shorter than the vector). 0 when v == c (all codes 8, rhat = 0). One
+ * sqrt, no other libm call: this runs for every vector inserted. */
+static float encode(const float *v, const float *c, int dim, size_t row, uint8_t *code)
+{
+    enum { B = 64 };
+    float r[B];
+    memset(code, 0x88, row); /* past dim: level 8 (q is zero there) */
+    pthread_once(&level_once, level_init);
+    double ss = norm2c(v, c, dim);
+    float a0 = 0, a1 = 0, a2 = 0, a3 = 0; /* r . LUT[code]: terms >= 0, so float is plenty */
+    float inv = (float)(46.476 / sqrt(ss / dim));
+    if (!(inv < INFINITY)) /* r == 0, or too small to scale */
+        return 0;
+    for (int b0 = 0; b0 < dim; b0 += B) {
+        int m = dim - b0 < B ? dim - b0 : B;
+        for (int j = 0; j < m; j++)
+            r[j] = v[b0 + j] - (c ? c[b0 + j] : 0);
+        for (int j = m; j < B; j++)
+            r[j] = 0;
+        uint8_t *o = code + b0 / 2;
+        for (int j = 0; j < 32; j += 2) {
+            int l0 = level(r[j] * inv), h0 = level(r[j + 32] * inv);
+            int l1 = level(r[j + 1] * inv), h1 = level(r[j + 33] * inv);
+            o[j] = (uint8_t)(l0 | h0 << 4);
+            o[j + 1] = (uint8_t)(l1 | h1 << 4);
+            a0 += r[j] * LUTF[l0];
+            a1 += r[j + 32] * LUTF[h0];
+            a2 += r[j + 1] * LUTF[l1];
+            a3 += r[j + 33] * LUTF[h1];
+        }
+    }
+    double rl = ((double)a0 + a1) + ((double)a2 + a3);
+    return rl > 0 ? (float)(ss / rl) : 0;
+}
+
 static int all_finite(const float *v, int dim)
 {
     for (int d = 0; d < dim; d++)
@@ -162,40 +284,73 @@ static int all_finite(const float *v, int dim)
     return 1;
 }
 
+/* The stored (dequantised) vector of a slot into out[dim]. */
+static void dequantise(const idx *x, uint32_t slot, float *out)
+{
+    const uint8_t *r = x->codes + (size_t)slot * x->row;
+    const float *c = x->cen[x->gen[slot]];
+    float t[16];
+    for (int u = 0; u < 16; u++)
+        t[u] = x->scale[slot] * LUTF[u];
+    for (int b0 = 0; b0 < x->dim; b0 += 64, r += 32) {
+        int m = x->dim - b0 < 64 ? x->dim - b0 : 64;
+        for (int j = 0; j < 32 && j < m; j++)
+            out[b0 + j] = t[r[j] & 15];
+        for (int j = 32; j < m; j++)
+            out[b0 + j] = t[r[j - 32] >> 4];
+    }
+    if (c)
+        for (int d = 0; d < x->dim; d++)
+            out[d] += c[d];
+}
+
 /* Sign code of v / |v| - mean into b[words]: bit d set when component d
  * of the unit vector lies above the mean. Taken on unit vectors so that a
- * query of any norm (e.g. an average of embeddings) gets comparable bits.
- * For queries; stored vectors go through sign_code. */
+ * query of any norm (e.g. an average of embeddings) gets comparable bits. */
 static void sign_bits(const float *v, int dim, const float *mean, uint64_t *b)
 {
-    double n2 = 0;
-    for (int d = 0; d < dim; d++)
-        n2 += (double)v[d] * v[d];
-    float n = (float)sqrt(n2);
+    float n = (float)sqrt(norm2(v, dim));
     for (int w = 0; w < (dim + 63) / 64; w++) {
+        /* 64 comparisons into bytes, then 8 bytes of 0/1 into 8 bits at a
+         * time by one multiplication: no serial chain of shifts and ors */
+        uint8_t c[64];
+        int m = dim - 64 * w < 64 ? dim - 64 * w : 64;
+        const float *vw = v + 64 * w, *mw = mean + 64 * w;
+        for (int j = 0; j < m; j++)
+            c[j] = vw[j] > n * mw[j];
+        for (int j = m; j < 64; j++)
+            c[j] = 0;
         uint64_t word = 0;
-        for (int j = 0, d = 64 * w; j < 64 && d < dim; j++, d++)
-            word |= (uint64_t)(v[d] > n * mean[d]) << j;
+        for (int k = 0; k < 8; k++) {
+            uint64_t e;
+            memcpy(&e, c + 8 * k, 8);
+            word |= (e * 0x0102040810204080ULL >> 56) << (8 * k);
+        }
         b[w] = word;
     }
 }
 
-/* The same for the stored codes of `slot` (the scale does not matter: the
- * comparison is with |code| * mean). The norm is an exact integer sum. */
-static void sign_code(const idx *x, uint32_t slot)
+/* q . cen[g] in float32 (0 for generation 0), in eight partial sums. */
+static float dot_centre(const idx *x, const float *q, int g)
 {
-    const int8_t *c = x->codes + (size_t)slot * x->dim;
-    uint64_t *b = x->bits + (size_t)slot * x->words;
-    int32_t n2 = 0;
-    for (int d = 0; d < x->dim; d++)
-        n2 += c[d] * c[d];
-    float n = sqrtf((float)n2);
-    for (int w = 0; w < x->words; w++) {
-        uint64_t word = 0;
-        for (int j = 0, d = 64 * w; j < 64 && d < x->dim; j++, d++)
-            word |= (uint64_t)((float)c[d] > n * x->mean[d]) << j;
-        b[w] = word;
+    const float *c = x->cen[g];
+    if (!c)
+        return 0;
+    float a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
+    int d = 0;
+    for (; d + 8 <= x->dim; d += 8) {
+        a0 += q[d] * c[d];
+        a1 += q[d + 1] * c[d + 1];
+        a2 += q[d + 2] * c[d + 2];
+        a3 += q[d + 3] * c[d + 3];
+        a4 += q[d + 4] * c[d + 4];
+        a5 += q[d + 5] * c[d + 5];
+        a6 += q[d + 6] * c[d + 6];
+        a7 += q[d + 7] * c[d + 7];
     }
+    for (; d < x->dim; d++)
+        a0 += q[d] * c[d];
+    return ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7));
 }
 
 /* ---- Storage ---- */
@@ -250,10 +405,7 @@ static void slab_release(slab *s)
     s->size = 0;
 }
 
-static size_t codes_size(size_t cap, int dim)
-{
-    return ((cap * (size_t)dim + PAD) + 63) & ~(size_t)63;
-}
+static size_t codes_size(size_t cap, size_t row) { return (cap * row + 63) & ~(size_t)63; }
 
 static size_t bits_size(size_t cap, int words) { return cap * (size_t)words * sizeof(uint64_t); }
 
@@ -267,6 +419,8 @@ int idx_new(int dim, idx **out, jm_err *err)
         return jm_fail(err, JM_ENOMEM, "idx: out of memory");
     x->dim = dim;
     x->words = (dim + 63) / 64;
+    x->row = (size_t)x->words * 32;
+    x->ngen = 1;
     x->pf_min = IDX_PREFILTER_MIN;
     x->pf_keep = IDX_PREFILTER_KEEP;
     *out = x;
@@ -279,9 +433,11 @@ void idx_free(idx *x)
         return;
     slab_release(&x->codes_s);
     slab_release(&x->scale_s);
+    slab_release(&x->gen_s);
     slab_release(&x->live_s);
     slab_release(&x->bits_s);
-    free(x->mean);
+    for (int g = 0; g < x->ngen; g++)
+        free(x->cen[g]);
     free(x);
 }
 
@@ -290,19 +446,17 @@ void idx_free(idx *x)
  * larger than needed. */
 static int resize(idx *x, size_t cap, jm_err *err)
 {
-    if (slab_grow(&x->codes_s, codes_size(cap, x->dim)) ||
-        slab_grow(&x->scale_s, cap * sizeof(float)) || slab_grow(&x->live_s, cap / 8) ||
-        (x->bits && slab_grow(&x->bits_s, bits_size(cap, x->words)))) {
-        x->codes = x->codes_s.p;
-        x->scale = x->scale_s.p;
-        x->live = x->live_s.p;
-        x->bits = x->bits ? x->bits_s.p : NULL;
-        return jm_fail(err, JM_ENOMEM, "idx: out of memory growing to %zu slots", cap);
-    }
+    int fail = slab_grow(&x->codes_s, codes_size(cap, x->row)) ||
+               slab_grow(&x->scale_s, cap * sizeof(float)) || slab_grow(&x->gen_s, cap) ||
+               slab_grow(&x->live_s, cap / 8) ||
+               (x->bits && slab_grow(&x->bits_s, bits_size(cap, x->words)));
     x->codes = x->codes_s.p;
     x->scale = x->scale_s.p;
+    x->gen = x->gen_s.p;
     x->live = x->live_s.p;
     x->bits = x->bits ? x->bits_s.p : NULL;
+    if (fail)
+        return jm_fail(err, JM_ENOMEM, "idx: out of memory growing to %zu slots", cap);
     x->cap = (uint32_t)cap;
     return JM_OK;
 }
@@ -316,37 +470,91 @@ int idx_reserve(idx *x, uint32_t nslots, jm_err *err)
     return cap > x->cap ? resize(x, cap, err) : JM_OK;
 }
 
-/* (Re)computes the mean of the live unit vectors and every slot's sign
- * code. Failure to allocate leaves the prefilter off (searches stay correct,
- * only slower); a later idx_set tries again. */
-static void build_prefilter(idx *x)
+static inline int is_live(const idx *x, uint32_t s) { return x->live[s >> 6] >> (s & 63) & 1; }
+
+/* Sign codes of every live slot from its stored vector, around the newest
+ * centre. */
+static void sign_all(idx *x, float *tmp)
 {
-    if (!x->mean && !(x->mean = malloc(sizeof(float) * x->dim)))
+    const float *c = x->cen[x->ngen - 1];
+    for (uint32_t s = 0; s < x->nslots; s++)
+        if (is_live(x, s)) {
+            dequantise(x, s, tmp);
+            sign_bits(tmp, x->dim, c, x->bits + (size_t)s * x->words);
+        }
+}
+
+/* A new centre, the mean of the live unit vectors (as stored), for the codes
+ * written from now on and the sign codes, which are all recomputed around it.
+ * The codes already stored keep theirs (their generation). Above
+ * CENTRE_SAMPLE live vectors the mean is that of every k-th live slot, at
+ * most CENTRE_SAMPLE of them (its error, ~0.045 / sqrt(CENTRE_SAMPLE) per
+ * component, is far below what matters). Failure to allocate changes
+ * nothing. */
+static void new_centre(idx *x)
+{
+    if (x->ngen >= MAXGEN || x->count == 0)
         return;
+    float *c = malloc(sizeof(float) * x->dim), *tmp = malloc(sizeof(float) * x->dim);
     double *sum = calloc(x->dim, sizeof(double));
-    if (!sum || slab_grow(&x->bits_s, bits_size(x->cap, x->words))) {
+    if (!c || !tmp || !sum) {
+        free(c);
+        free(tmp);
         free(sum);
         return;
     }
-    x->bits = x->bits_s.p;
+    size_t step = (x->count + CENTRE_SAMPLE - 1) / CENTRE_SAMPLE, seen = 0, used = 0;
     for (uint32_t s = 0; s < x->nslots; s++) {
-        if (!(x->live[s >> 6] >> (s & 63) & 1))
+        if (!is_live(x, s) || seen++ % step)
             continue;
-        const int8_t *c = x->codes + (size_t)s * x->dim;
-        double n2 = 0;
-        for (int d = 0; d < x->dim; d++)
-            n2 += (double)c[d] * c[d];
+        used++;
+        dequantise(x, s, tmp);
+        double n2 = norm2(tmp, x->dim);
         double inv = n2 > 0 ? 1 / sqrt(n2) : 0;
         for (int d = 0; d < x->dim; d++)
-            sum[d] += c[d] * inv;
+            sum[d] += tmp[d] * inv;
     }
     for (int d = 0; d < x->dim; d++)
-        x->mean[d] = (float)(sum[d] / (double)x->count);
+        c[d] = (float)(sum[d] / (double)used);
+    x->cen[x->ngen++] = c;
+    x->centre_at = x->count;
+    if (x->bits)
+        sign_all(x, tmp);
+    free(tmp);
     free(sum);
-    for (uint32_t s = 0; s < x->nslots; s++)
-        if (x->live[s >> 6] >> (s & 63) & 1)
-            sign_code(x, s);
-    x->pf_built_at = x->count;
+}
+
+/* Allocates and computes the sign codes (the prefilter), around the newest
+ * centre, computing one if there is none. Failure to allocate leaves the
+ * prefilter off (searches stay correct, only slower); a later idx_set
+ * tries again. */
+static void build_signs(idx *x)
+{
+    if (x->ngen == 1)
+        new_centre(x);
+    if (x->ngen == 1)
+        return;
+    float *tmp = malloc(sizeof(float) * x->dim);
+    if (!tmp || slab_grow(&x->bits_s, bits_size(x->cap, x->words))) {
+        free(tmp);
+        return;
+    }
+    x->bits = x->bits_s.p;
+    sign_all(x, tmp);
+    free(tmp);
+}
+
+/* The centre is computed when the live count reaches CENTRE_MIN (or the
+ * sign codes are first needed) and again each time the count has doubled,
+ * so that it follows the data at O(dim) amortised per set; the sign codes
+ * appear once the count reaches pf_min. */
+static void maintain(idx *x)
+{
+    int want_signs = x->pf_min != SIZE_MAX && x->count >= x->pf_min && x->count > 0;
+    if ((x->count >= CENTRE_MIN || (want_signs && !x->bits)) && x->count >= 2 * x->centre_at)
+        new_centre(x);
+    if (want_signs && !x->bits)
+        build_signs(x);
 }
 
 int idx_set(idx *x, uint32_t slot, const float *vec, jm_err *err)
@@ -370,19 +578,17 @@ int idx_set(idx *x, uint32_t slot, const float *vec, jm_err *err)
      * at growth); nothing reads their codes, scales or sign codes. */
     if (slot >= x->nslots)
         x->nslots = slot + 1;
-    x->scale[slot] = quantise(vec, x->dim, x->codes + (size_t)slot * x->dim);
+    int g = x->ngen - 1;
+    x->scale[slot] = encode(vec, x->cen[g], x->dim, x->row, x->codes + (size_t)slot * x->row);
+    x->gen[slot] = (uint8_t)g;
     uint64_t bit = 1ULL << (slot & 63);
     if (!(x->live[slot >> 6] & bit)) {
         x->live[slot >> 6] |= bit;
         x->count++;
     }
     if (x->bits)
-        sign_code(x, slot);
-    /* First build at pf_min live vectors, then again whenever the count has
-     * doubled, so the centre follows the data at O(dim) amortised per set. */
-    if (x->pf_min != SIZE_MAX && x->count >= x->pf_min &&
-        (!x->bits || x->count >= 2 * x->pf_built_at))
-        build_prefilter(x);
+        sign_bits(vec, x->dim, x->cen[x->ngen - 1], x->bits + (size_t)slot * x->words);
+    maintain(x);
     return JM_OK;
 }
 
@@ -408,47 +614,69 @@ int idx_is_live(const idx *x, uint32_t slot)
 
 size_t idx_bytes(const idx *x)
 {
-    size_t b = sizeof *x + x->codes_s.size + x->scale_s.size + x->live_s.size + x->bits_s.size;
-    if (x->mean)
-        b += sizeof(float) * x->dim;
-    return b;
+    size_t b = sizeof *x + x->codes_s.size + x->scale_s.size + x->gen_s.size + x->live_s.size +
+               x->bits_s.size;
+    return b + sizeof(float) * x->dim * (x->ngen - 1);
+}
+
+/* query . (scale * LUT[code]) of one live slot in float32, in eight
+ * partial sums (the same order for idx_score and idx_score_many). */
+static float score_codes(const idx *x, const float *q, uint32_t slot)
+{
+    const uint8_t *r = x->codes + (size_t)slot * x->row;
+    float a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
+    int b0 = 0;
+    for (; b0 + 64 <= x->dim; b0 += 64, r += 32) {
+        const float *ql = q + b0, *qh = q + b0 + 32;
+        for (int j = 0; j < 32; j += 4) {
+            a0 += ql[j] * LUTF[r[j] & 15];
+            a1 += ql[j + 1] * LUTF[r[j + 1] & 15];
+            a2 += ql[j + 2] * LUTF[r[j + 2] & 15];
+            a3 += ql[j + 3] * LUTF[r[j + 3] & 15];
+            a4 += qh[j] * LUTF[r[j] >> 4];
+            a5 += qh[j + 1] * LUTF[r[j + 1] >> 4];
+            a6 += qh[j + 2] * LUTF[r[j + 2] >> 4];
+            a7 += qh[j + 3] * LUTF[r[j + 3] >> 4];
+        }
+    }
+    for (int d = b0; d < x->dim; d++) /* a last, partial block */
+        a0 += q[d] * LUTF[nib(r, d - b0)];
+    return (((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))) * x->scale[slot];
 }
 
 float idx_score(const idx *x, const float *query, uint32_t slot)
 {
     if (!idx_is_live(x, slot))
         return NAN;
-    const int8_t *c = x->codes + (size_t)slot * x->dim;
-    float s = 0;
-    for (int d = 0; d < x->dim; d++)
-        s += query[d] * (float)c[d];
-    return s * x->scale[slot];
+    return score_codes(x, query, slot) + dot_centre(x, query, x->gen[slot]);
 }
 
 void idx_score_many(const idx *x, const float *query, const uint32_t *slots, int n, float *out)
 {
-    int i = 0;
-    /* eight independent sums side by side: each is the very sequence of
-     * idx_score (multiply, then add, d ascending), so the bits are the same,
-     * but the adds of different slots overlap instead of waiting in line */
-    for (; i + 8 <= n; i += 8) {
-        const int8_t *c[8];
-        int live[8];
-        float sum[8] = {0};
-        for (int k = 0; k < 8; k++) {
-            live[k] = idx_is_live(x, slots[i + k]);
-            c[k] = x->codes + (size_t)(live[k] ? slots[i + k] : 0) * x->dim;
+    enum { AHEAD = 4 };
+    float qc[MAXGEN];
+    uint32_t have = 0; /* bit g: qc[g] computed */
+    for (int i = 0; i < n; i++) {
+        /* the rows are scattered: ask for the next ones early */
+        if (i + AHEAD < n && idx_is_live(x, slots[i + AHEAD])) {
+            const char *p = (const char *)(x->codes + (size_t)slots[i + AHEAD] * x->row);
+            for (size_t o = 0; o < x->row; o += 64)
+                __builtin_prefetch(p + o);
+            __builtin_prefetch(p + x->row - 1);
         }
-        for (int d = 0; d < x->dim; d++) {
-            float q = query[d];
-            for (int k = 0; k < 8; k++)
-                sum[k] += q * (float)c[k][d];
+        uint32_t sl = slots[i];
+        if (!idx_is_live(x, sl)) {
+            out[i] = NAN;
+            continue;
         }
-        for (int k = 0; k < 8; k++)
-            out[i + k] = live[k] ? sum[k] * x->scale[slots[i + k]] : NAN;
+        int g = x->gen[sl];
+        if (!(have >> g & 1)) {
+            qc[g] = dot_centre(x, query, g);
+            have |= 1u << g;
+        }
+        /* the same operations as idx_score: the same bits */
+        out[i] = score_codes(x, query, sl) + qc[g];
     }
-    for (; i < n; i++)
-        out[i] = idx_score(x, query, slots[i]);
 }
 
 int idx_set_prefilter(idx *x, size_t min_n, int keep, jm_err *err)
@@ -459,11 +687,9 @@ int idx_set_prefilter(idx *x, size_t min_n, int keep, jm_err *err)
     x->pf_keep = keep;
     if (min_n == SIZE_MAX) {
         slab_release(&x->bits_s);
-        free(x->mean);
         x->bits = NULL;
-        x->mean = NULL;
-    } else if (x->count > 0 && x->count >= min_n && !x->bits) {
-        build_prefilter(x);
+    } else {
+        maintain(x);
     }
     return JM_OK;
 }
@@ -533,7 +759,8 @@ static int heap_drain(heap *hp, idx_hit *out)
 /* ---- Search ---- */
 
 typedef struct scratch {
-    int8_t *q;          /* [dim rounded up to 32 + PAD], zero past dim */
+    int8_t *q;          /* [2 * row], zero past dim */
+    float qc[MAXGEN];   /* query . centre of each generation */
     uint64_t *qbits;    /* [words] */
     uint32_t *slots;    /* [BLOCK] */
     int32_t *dots;      /* [BLOCK] */
@@ -547,7 +774,7 @@ typedef struct scratch {
 
 static int scratch_new(scratch *s, const idx *x, int nheap, int ccap)
 {
-    size_t qn = (((size_t)x->dim + 31) & ~(size_t)31) + PAD;
+    size_t qn = 2 * x->row;
     size_t off_qbits = (qn + 63) & ~(size_t)63;
     size_t off_slots = off_qbits + sizeof(uint64_t) * x->words;
     size_t off_dots = off_slots + sizeof(uint32_t) * BLOCK;
@@ -589,13 +816,15 @@ static size_t count_allowed(const idx *x, const uint64_t *allow)
     return n;
 }
 
-/* Scores slots[0..n) with the int8 kernel and offers them to the heap. */
+/* Scores slots[0..n) with the 4-bit kernel and offers them to the heap. */
 static void score_block(const idx *x, const idx_kernel *kn, const scratch *s, float qscale,
                         const uint32_t *slots, int n, heap *hp)
 {
-    kn->dot_i8(s->q, x->codes, (size_t)x->dim, slots, n, s->dots);
-    for (int i = 0; i < n; i++)
-        heap_push(hp, slots[i], (float)s->dots[i] * (qscale * x->scale[slots[i]]));
+    kn->dot_u4(s->q, LUT, x->codes, x->row, slots, n, s->dots);
+    for (int i = 0; i < n; i++) {
+        uint32_t sl = slots[i];
+        heap_push(hp, sl, (float)s->dots[i] * (qscale * x->scale[sl]) + s->qc[x->gen[sl]]);
+    }
 }
 
 /* Keeps the `keep` candidates of smallest distance (ties: lowest slot) in
@@ -631,9 +860,9 @@ static int compact(scratch *s, int *nc, int keep, int maxd)
 }
 
 /* The approximate top hp->cap: sign-code prefilter to `keep` slots when
- * `prefilter`, then int8 scores. */
-static void search_int8(const idx *x, const idx_kernel *kn, scratch *s, float qscale,
-                        const uint64_t *allow, int prefilter, int keep, heap *hp)
+ * `prefilter`, then 4-bit scores. */
+static void search_codes(const idx *x, const idx_kernel *kn, scratch *s, float qscale,
+                         const uint64_t *allow, int prefilter, int keep, heap *hp)
 {
     size_t nw = ((size_t)x->nslots + 63) / 64;
     if (!prefilter) {
@@ -676,7 +905,7 @@ static void search_int8(const idx *x, const idx_kernel *kn, scratch *s, float qs
     }
     if (nc > keep)
         compact(s, &nc, keep, x->words * 64);
-    /* Stage 2: int8 scores of the survivors, in slot (= address) order. */
+    /* Stage 2: 4-bit scores of the survivors, in slot (= address) order. */
     for (int i = 0; i < nc; i += BLOCK)
         score_block(x, kn, s, qscale, s->cslot + i, nc - i < BLOCK ? nc - i : BLOCK, hp);
 }
@@ -701,7 +930,7 @@ static int search_approx(const idx *x, const float *query, int nheap, const uint
     int prefilter = x->bits && nallow > x->pf_min;
     /* The prefilter's recall at a fixed keep falls as N grows (more slots
      * compete for it), so keep grows with N past pf_keep * 256 slots, and
-     * stays well above what the int8 stage is asked for. */
+     * stays well above what the 4-bit stage is asked for. */
     size_t keepz = x->pf_keep;
     if (keepz < nallow / 256)
         keepz = nallow / 256;
@@ -718,9 +947,11 @@ static int search_approx(const idx *x, const float *query, int nheap, const uint
     hp->cap = nheap;
     const idx_kernel *kn = kernels();
     float qscale = quantise(query, x->dim, s->q);
+    for (int g = 0; g < x->ngen; g++)
+        s->qc[g] = dot_centre(x, query, g);
     if (prefilter)
-        sign_bits(query, x->dim, x->mean, s->qbits);
-    search_int8(x, kn, s, qscale, allow, prefilter, keep, hp);
+        sign_bits(query, x->dim, x->cen[x->ngen - 1], s->qbits);
+    search_codes(x, kn, s, qscale, allow, prefilter, keep, hp);
     return JM_OK;
 }
 

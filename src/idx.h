@@ -6,57 +6,102 @@
  * each job a dense slot number (uint32) and keeps the id <-> slot map itself.
  *
  * Storage, per slot (dim = 384 for all-MiniLM-L6-v2):
- *   codes   int8[dim], symmetric: x[d] ~ scale * code[d], scale = max|x| / 127,
- *           codes in [-127, 127]; all slots in one array, slot * dim bytes
- *           apart, page-aligned (mmap), grown by doubling with mremap (no copy,
- *           no second array during growth: the peak RSS is the final one)
+ *   codes   4 bits a component, 32 * ceil(dim / 64) bytes (192 at 384):
+ *           x[d] ~ centre[d] + scale * LUT[code[d]], LUT the 16 levels of
+ *           the Lloyd-Max quantiser of a normal distribution (+-0.128 ...
+ *           +-2.733 sigma, as int8 +-6 ... +-127), the levels spaced to
+ *           the residual's rms; all slots in one array, page-aligned (mmap),
+ *           grown by doubling with mremap (no copy, no second array during
+ *           growth: the peak RSS is the final one)
  *   scale   float
+ *   gen     1 byte: which centre the code was taken around (see below)
  *   live    1 bit
- *   sign    dim bits (48 bytes at 384): bit d = (x/|x| - mean)[d] > 0, only
+ *   sign    dim bits (48 bytes at 384): bit d = (x/|x| - centre)[d] > 0, only
  *           while the index holds >= IDX_PREFILTER_MIN (65536) live vectors
- * so 388 bytes per vector, 436 with the sign codes (416 MiB at 1M; 370
- * without). Untouched capacity costs address space, not RSS.
+ * so 197 bytes per vector, 245 with the sign codes (234 MiB at 1M, was 436
+ * MiB with int8 codes; 188 without). Untouched capacity costs address
+ * space, not RSS.
+ *
+ * Centres: a code is taken of x - centre, the mean of the live unit
+ * vectors, which removes the direction all job texts share (its norm is
+ * ~0.37 on real MiniLM embeddings, ~0.5 on the benchmark's) from what the
+ * 16 levels must span. The stored codes cannot be re-encoded around a new
+ * centre without the float vectors (re-quantising the codes would add a
+ * second error), so each keeps the centre it was taken around: centres are
+ * computed when the live count reaches 1024 and each time it doubles (the
+ * mean of at most 16384 live vectors, as stored: ~0.0004 per component from
+ * the true mean), new codes use the newest (the first 1023 vectors have
+ * uncentred codes),
+ * and a search computes q . centre once per centre (at most 32). The sign
+ * codes use the newest centre and are all recomputed (from the stored codes)
+ * when it changes, as they were before. The scale is |r|^2 / (r . LUT[code])
+ * for r = x - centre, not the least-squares one, so that r . rhat = |r|^2:
+ * the Lloyd-Max reconstruction is ~1% shorter than the vector, which would
+ * bias every near-neighbour score low by ~0.01.
+ * Why these codes: the rms error of the approximate dot product, on 9,761
+ * real all-MiniLM-L6-v2 embeddings (O*NET jobs and skills) / on the
+ * benchmark's synthetic data: 16 uniform levels over max|x| 0.0061 / 0.0059,
+ * the same centred 0.0054 / 0.0052, Lloyd-Max levels 0.0050 / 0.0047,
+ * Lloyd-Max centred (this) 0.0047 / 0.0042 (int8 codes: 0.0004); the
+ * least-squares scale instead of this one: the same rms, but self scores
+ * 0.991 instead of 1.000. At 1M on bench_idx the exact top 10 lay within
+ * the first 42 of the approximate list for every query with these codes
+ * (p99 33; 25 / 21 at 100k); with uniform uncentred ones p99 50, and one
+ * query in 1000 lost a neighbour altogether.
  *
  * Search, for a query q (float[dim], any norm):
  *   1. Above IDX_PREFILTER_MIN allowed live slots: Hamming distance between
  *      the sign codes of q and of every allowed slot (48 bytes read per
- *      vector instead of 384), keeping the nearest `keep` = max(4096, N/256,
+ *      vector instead of 192), keeping the nearest `keep` = max(4096, N/256,
  *      8 * wanted) slots.
- *   2. q quantised like the vectors; the exact int32 dot product of the codes
- *      for every slot left (AVX2: |q| . sign(code, q) in vpmaddubsw, which
- *      cannot saturate for codes in [-127, 127], widened by vpmaddwd), scaled
- *      to a float score; a bounded min-heap keeps the best (no sort of N).
+ *   2. q quantised to int8 (max|q| / 127); the exact int32 dot product with
+ *      the 4-bit codes of every slot left (AVX2: the nibbles become int8
+ *      levels by vpshufb, then |q| . sign(level, q) in vpmaddubsw, which
+ *      cannot saturate for levels in [-127, 127], widened by vpmaddwd),
+ *      scaled, plus q . centre: a float score; a bounded min-heap keeps the
+ *      best (no sort of N).
  *   3. idx_search_exact re-scores the best `candidates` (default 100) with
  *      the exact float32 vectors, which the caller fetches (from the database).
  *
  * Measured on one core of an AMD EPYC (Zen 3, KVM, AVX2, no AVX-512; one core
  * reads DRAM at 16-18 GB/s), dim 384, bench/bench_idx on clustered data
  * shaped like MiniLM job embeddings (mean norm 0.5, near-tied neighbours),
- * 1000 queries, top-10 compared with an exact float32 brute force (quietest
- * of three runs on a shared 2-core VM; with other jobs running, p50/p99 rose
- * to 1.0/1.4 ms at 100k and 4.2/10 ms at 1M):
+ * 1000 queries, top-10 compared with an exact float32 brute force; a shared
+ * 2-core VM with another benchmark busy on the other core all along, so the
+ * p99s are noisy (they moved by 1-2 ms between runs). The int8 rows are the
+ * previous index (int8 codes, 384 bytes), run right after this one:
  *                         idx_search_exact p50 / p99   top-10 exact   index RSS
- *   100k, sign + int8         0.8 /  1.2 ms               100%         42 MiB
- *   100k, int8 scan only      2.2 /  2.9 ms               100%         37 MiB
- *   1M,   sign + int8         3.7 /  5.9 ms               100%        416 MiB
- *   1M,   int8 scan only     29   / 37   ms               100%        370 MiB
- * Building: 2.5-4 us per idx_set (1M in ~4 s, sign-code rebuilds included).
- * (int8 scores alone, idx_search, give the exact top 10 in the exact order
- * on only 20-40% of these queries: neighbours are ~0.003 apart, the int8
- * error ~0.001; the exact re-scoring is what makes it 100%). The int8 scan
- * runs at ~13 GB/s, i.e. at memory speed: 384 MB per query at 1M cannot meet
- * a 5 ms budget, hence the first stage; the Hamming scan is ~3.5 of the 3.8
- * ms at 1M, again at memory speed.
- * Why these sign codes: on 33k real all-MiniLM-L6-v2 embeddings of O*NET
+ *   100k, sign + 4-bit        0.70 / 0.83 ms              100%         23 MiB
+ *   100k, 4-bit scan only     1.33 / 1.64 ms              100%         19 MiB
+ *   1M,   sign + 4-bit        3.6  / 5.9  ms              100%        234 MiB
+ *   1M,   4-bit scan only    14.2  / 21.6 ms              100%        188 MiB
+ *   100k, sign + int8         0.78 / 1.12 ms              100%         42 MiB
+ *   100k, int8 scan only      2.0  / 2.6  ms              100%         37 MiB
+ *   1M,   sign + int8         3.9  / 5.6  ms              100%        416 MiB
+ *   1M,   int8 scan only     27.1  / 36.0 ms              100%        370 MiB
+ * (index RSS: the growth of the process's RSS; 245 bytes per vector with
+ * the sign codes, 436 before. bench/bench_rank at 1M jobs: RSS with the
+ * model and the index loaded 537 MB, was 720; its latency and bench/quality's
+ * figures unchanged.) Across four runs each at 1M the p50 of
+ * idx_search_exact was 3.49-3.63 ms (int8: 3.53-3.88 ms; at 100k 0.66-1.0
+ * ms, int8 0.75-0.78): the Hamming scan is ~3.3 ms of it, at memory speed,
+ * and the 4-bit stage over the 4096 slots kept ~0.3 ms. The 4-bit scan
+ * without the prefilter runs at ~13.5 GB/s (192 MB at 1M in 14 ms), memory
+ * speed again. Building: 2.6-2.8 us per idx_set at 100k, 3.4-3.5 us at 1M
+ * (int8: 2.0-2.2 / 4.2-4.5), centre and sign-code rebuilds included. The
+ * 4-bit scores alone, idx_search, give the exact top 10 in the exact order
+ * on ~0-2% of these queries (int8: 19-36%): neighbours are ~0.003 apart,
+ * the 4-bit error ~0.004 rms; the exact re-scoring of 100 candidates, over
+ * twice the 42 needed, is what makes it 100%.
+ * Why the sign codes: on 33k real all-MiniLM-L6-v2 embeddings of O*NET
  * texts, the Hamming rank that covers a query's whole exact top 10 was at
  * most 163 (p99) / 253 (max) of 32k with dim bits of x/|x| - mean for both
  * sides; 205/859 with the query's bits uncentred, 235/743 with neither
  * centred; 714/2233 with 256 random-hyperplane bits, 1842/9722 with 128
  * bits (sums of 3 components): fewer bits cost far more candidates than
  * they save in reading. On the synthetic data the p99 rank grows from 130
- * at 33k to 1569 at 1M (max 2686), under the 4096 kept. The centre is the
- * mean of the live unit vectors, recomputed (with all codes, O(N * dim))
- * each time the live count doubles.
+ * at 33k to 1569 at 1M (max 2686), under the 4096 kept. Reading the sign
+ * bits of the 4-bit codes instead would read 192 bytes a vector, not 48.
  *
  * Thread-safety: the search functions only read the index and may run
  * concurrently from any number of threads. idx_set, idx_remove, idx_reserve,
@@ -91,7 +136,7 @@ typedef struct idx_hit {
  * search covers more allowed live slots than this, and the sign codes exist
  * only while the index has had at least this many live vectors. */
 #define IDX_PREFILTER_MIN 65536
-/* Default number of slots the sign-code stage passes to the int8 stage;
+/* Default number of slots the sign-code stage passes to the 4-bit stage;
  * more when N / 256 or 8 * the hits wanted is larger. */
 #define IDX_PREFILTER_KEEP 4096
 
@@ -111,9 +156,10 @@ int idx_reserve(idx *x, uint32_t nslots, jm_err *err);
  * L2-normalised for the scores to be cosines). Grows the arrays as needed
  * (capacity doubles). JM_EINVAL for a non-finite component or slot >
  * IDX_MAX_SLOT, JM_ENOMEM if growing fails (the index is then unchanged).
- * O(dim), except the calls where the live count reaches the prefilter
- * threshold and each doubling after it, which recompute every sign code:
- * O(N * dim), ~0.5 s per million vectors. */
+ * O(dim), except the calls where the live count reaches 1024 or the
+ * prefilter threshold, and each doubling after, which compute a new centre
+ * (from at most 16384 vectors) and, once they exist, every sign code again:
+ * O(N * dim), ~0.8 s per million vectors. */
 int idx_set(idx *x, uint32_t slot, const float *vec, jm_err *err);
 
 /* The slot becomes dead: no search returns it until it is set again. Slots
@@ -128,14 +174,15 @@ int idx_is_live(const idx *x, uint32_t slot);
 
 /* Prefilter policy (defaults IDX_PREFILTER_MIN, IDX_PREFILTER_KEEP): the
  * sign-code stage runs when a search covers more than `min_n` allowed live
- * slots, keeping max(keep, N / 256, 8 * wanted) slots for the int8 stage.
+ * slots, keeping max(keep, N / 256, 8 * wanted) slots for the 4-bit stage.
  * min_n = SIZE_MAX switches it off and frees the sign codes (dim / 8 bytes
- * per vector: 46 MiB at 1M, for ~8x slower searches there). The codes are
+ * per vector: 46 MiB at 1M, for ~4x slower searches there). The codes are
  * computed when the live count reaches min_n, in that idx_set call (or in
  * this one): O(N * dim). JM_EINVAL for keep < 1. */
 int idx_set_prefilter(idx *x, size_t min_n, int keep, jm_err *err);
 
-/* The top k live slots by approximate score (dequantised int8 dot product),
+/* The top k live slots by approximate score (dot product with the stored
+ * 4-bit vector: ~0.004 rms from the exact one, a few hundredths at most),
  * sorted by score descending, then slot ascending. allow: NULL for all live
  * slots, or a bitmap (bit s of allow[s / 64] set = slot s may be returned)
  * of at least (idx_slots(x) + 63) / 64 words. out: room for k hits; *nout
@@ -187,15 +234,16 @@ void idx_topk_free(idx_topk *t); /* accepts NULL */
 
 /* ---- Kernels, exposed for tests and benchmarks ----
  * Each instruction-set variant of the scan kernels; the scalar reference is
- * first. The int8 and Hamming results of every variant equal the reference
+ * first. The 4-bit and Hamming results of every variant equal the reference
  * exactly; the float32 dot products within rounding (1e-6 for unit vectors). */
 typedef struct idx_kernel {
     const char *name;
-    /* out[i] = sum_d q[d] * codes[slots[i] * dim + d] (exact int32). q has
-     * room for dim rounded up to 32, zero beyond dim; codes in [-127, 127];
-     * the codes array may be read up to 32 bytes past the last row. */
-    void (*dot_i8)(const int8_t *q, const int8_t *codes, size_t dim, const uint32_t *slots,
-                   int n, int32_t *out);
+    /* out[i] = sum_d q[d] * lut[nibble d of row slots[i]] (exact int32) over
+     * d < 2 * row, rows `row` bytes apart (a multiple of 32; nibble d is the
+     * low half of byte (d / 64) * 32 + d % 32 when d % 64 < 32, else the high
+     * half). q[2 * row] (zero beyond dim) and lut[16] in [-127, 127]. */
+    void (*dot_u4)(const int8_t *q, const int8_t *lut, const uint8_t *codes, size_t row,
+                   const uint32_t *slots, int n, int32_t *out);
     /* out[i] = popcount(q ^ bits[(first + i) * words ...]) over `words` words,
      * for i < n <= 64; returns the mask of the i with out[i] <= bound. */
     uint64_t (*hamming)(const uint64_t *q, const uint64_t *bits, int words, uint32_t first, int n,

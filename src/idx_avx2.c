@@ -1,31 +1,41 @@
 /* idx_avx2.c - AVX2 versions of the index scan kernels (see idx_kernel in
  * idx.h). Compiled with -mavx2 -mfma (which also gives POPCNT) and only
  * called after idx.c found those features. Tested against the scalar
- * references in tests/test_idx.c: the int8 and Hamming results are exact, so
+ * references in tests/test_idx.c: the 4-bit and Hamming results are exact, so
  * they must be equal; the float32 dot products differ by rounding only. */
 #include "idx.h"
 
 #include <immintrin.h>
 
 /* Rows ahead of the one being scored whose cache lines are prefetched: the
- * int8 stage reads candidate rows in ascending but scattered order, which
+ * 4-bit stage reads candidate rows in ascending but scattered order, which
  * the hardware prefetcher does not follow. */
 enum { PREFETCH_AHEAD = 8 };
 
-static inline void prefetch_row(const int8_t *r, size_t dim)
+static inline void prefetch_row(const uint8_t *r, size_t row)
 {
-    for (size_t o = 0; o < dim; o += 64)
+    for (size_t o = 0; o < row; o += 64)
         _mm_prefetch((const char *)r + o, _MM_HINT_T0);
+    _mm_prefetch((const char *)r + row - 1, _MM_HINT_T0);
 }
 
-/* q . x for 32 int8 pairs as 8 int32 partial sums: |q| * (x * sign(q)) in
- * vpmaddubsw (unsigned x signed bytes -> int16 pairs). With |q| <= 127 and
- * x in [-128, 127] a pair sums to at most 2 * 127 * 128 = 32512, so the
- * saturating add never saturates; vpmaddwd by 1 widens to int32. */
-static inline __m256i dot32(__m256i aq, __m256i qv, const int8_t *r, __m256i ones)
+/* q . x for the 64 components of one 32-byte block of a row, as 8 int32
+ * partial sums. The nibbles become int8 levels by vpshufb (a 16-entry table
+ * per 128-bit lane); then |q| * (x * sign(q)) in vpmaddubsw (unsigned x
+ * signed bytes -> int16 pairs): with |q| <= 127 and |x| <= 127 a pair sums
+ * to at most 2 * 127 * 127 = 32258, so the saturating add never saturates;
+ * vpmaddwd by 1 widens to int32. aq0/q0: components 0-31 of the block (the
+ * low nibbles), aq1/q1: 32-63 (the high ones). */
+static inline __m256i dot64(__m256i lut, __m256i aq0, __m256i q0, __m256i aq1, __m256i q1,
+                            const uint8_t *r)
 {
-    __m256i x = _mm256_loadu_si256((const __m256i *)r);
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(aq, _mm256_sign_epi8(x, qv)), ones);
+    const __m256i m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
+    __m256i b = _mm256_loadu_si256((const __m256i *)r);
+    __m256i lo = _mm256_shuffle_epi8(lut, _mm256_and_si256(b, m4));
+    __m256i hi = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(b, 4), m4));
+    __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(aq0, _mm256_sign_epi8(lo, q0)), ones);
+    __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(aq1, _mm256_sign_epi8(hi, q1)), ones);
+    return _mm256_add_epi32(p0, p1);
 }
 
 static inline int32_t hsum_epi32(__m256i v)
@@ -36,29 +46,28 @@ static inline int32_t hsum_epi32(__m256i v)
     return _mm_cvtsi128_si32(s);
 }
 
-/* Rows are read in whole 32-byte vectors: the bytes past dim belong to the
- * next row (or the PAD after the last one) and meet zeros in q. */
-void idx_dot_i8_avx2(const int8_t *q, const int8_t *codes, size_t dim, const uint32_t *slots,
-                     int n, int32_t *out)
+void idx_dot_u4_avx2(const int8_t *q, const int8_t *lv, const uint8_t *codes, size_t row,
+                     const uint32_t *slots, int n, int32_t *out)
 {
-    const __m256i ones = _mm256_set1_epi16(1);
+    const __m256i lut = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)lv));
     int i = 0;
     for (; i + 4 <= n; i += 4) {
         if (i + PREFETCH_AHEAD + 4 <= n)
             for (int j = 0; j < 4; j++)
-                prefetch_row(codes + (size_t)slots[i + PREFETCH_AHEAD + j] * dim, dim);
-        const int8_t *r0 = codes + (size_t)slots[i] * dim;
-        const int8_t *r1 = codes + (size_t)slots[i + 1] * dim;
-        const int8_t *r2 = codes + (size_t)slots[i + 2] * dim;
-        const int8_t *r3 = codes + (size_t)slots[i + 3] * dim;
+                prefetch_row(codes + (size_t)slots[i + PREFETCH_AHEAD + j] * row, row);
+        const uint8_t *r0 = codes + (size_t)slots[i] * row;
+        const uint8_t *r1 = codes + (size_t)slots[i + 1] * row;
+        const uint8_t *r2 = codes + (size_t)slots[i + 2] * row;
+        const uint8_t *r3 = codes + (size_t)slots[i + 3] * row;
         __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
-        for (size_t d = 0; d < dim; d += 32) {
-            __m256i qv = _mm256_loadu_si256((const __m256i *)(q + d));
-            __m256i aq = _mm256_abs_epi8(qv);
-            a0 = _mm256_add_epi32(a0, dot32(aq, qv, r0 + d, ones));
-            a1 = _mm256_add_epi32(a1, dot32(aq, qv, r1 + d, ones));
-            a2 = _mm256_add_epi32(a2, dot32(aq, qv, r2 + d, ones));
-            a3 = _mm256_add_epi32(a3, dot32(aq, qv, r3 + d, ones));
+        for (size_t o = 0; o < row; o += 32) {
+            __m256i q0 = _mm256_loadu_si256((const __m256i *)(q + 2 * o));
+            __m256i q1 = _mm256_loadu_si256((const __m256i *)(q + 2 * o + 32));
+            __m256i aq0 = _mm256_abs_epi8(q0), aq1 = _mm256_abs_epi8(q1);
+            a0 = _mm256_add_epi32(a0, dot64(lut, aq0, q0, aq1, q1, r0 + o));
+            a1 = _mm256_add_epi32(a1, dot64(lut, aq0, q0, aq1, q1, r1 + o));
+            a2 = _mm256_add_epi32(a2, dot64(lut, aq0, q0, aq1, q1, r2 + o));
+            a3 = _mm256_add_epi32(a3, dot64(lut, aq0, q0, aq1, q1, r3 + o));
         }
         /* Four horizontal sums at once: lanes end up as a0 a1 a2 a3. */
         __m256i t = _mm256_hadd_epi32(_mm256_hadd_epi32(a0, a1), _mm256_hadd_epi32(a2, a3));
@@ -66,11 +75,13 @@ void idx_dot_i8_avx2(const int8_t *q, const int8_t *codes, size_t dim, const uin
         _mm_storeu_si128((__m128i *)(out + i), s);
     }
     for (; i < n; i++) {
-        const int8_t *r = codes + (size_t)slots[i] * dim;
+        const uint8_t *r = codes + (size_t)slots[i] * row;
         __m256i a = _mm256_setzero_si256();
-        for (size_t d = 0; d < dim; d += 32) {
-            __m256i qv = _mm256_loadu_si256((const __m256i *)(q + d));
-            a = _mm256_add_epi32(a, dot32(_mm256_abs_epi8(qv), qv, r + d, ones));
+        for (size_t o = 0; o < row; o += 32) {
+            __m256i q0 = _mm256_loadu_si256((const __m256i *)(q + 2 * o));
+            __m256i q1 = _mm256_loadu_si256((const __m256i *)(q + 2 * o + 32));
+            __m256i aq0 = _mm256_abs_epi8(q0), aq1 = _mm256_abs_epi8(q1);
+            a = _mm256_add_epi32(a, dot64(lut, aq0, q0, aq1, q1, r + o));
         }
         out[i] = hsum_epi32(a);
     }

@@ -1,5 +1,5 @@
 /* test_idx.c - the vector index: every scan kernel against the scalar
- * reference (int8 and Hamming results must be identical, float32 within
+ * reference (4-bit and Hamming results must be identical, float32 within
  * 2e-6), top-k order and ties, the allow bitmap, remove/replace, growth,
  * errors, the streaming accumulator, concurrent searches, and the recall of
  * idx_search_exact against an exact float32 brute force on clustered data
@@ -116,41 +116,62 @@ static void test_kernels(void)
     enum { N = 1037 };
     for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++) {
         int dim = dims[di];
-        int8_t *codes = malloc((size_t)N * dim + 32);
-        int8_t *q = calloc(((size_t)dim + 31) / 32 * 32 + 32, 1);
+        size_t row = ((size_t)dim + 63) / 64 * 32; /* bytes per 4-bit row */
+        uint8_t *codes = malloc((size_t)N * row);
+        int8_t *q = calloc(2 * row, 1), lut[16];
         uint32_t slots[N], perm[N];
         int32_t ref[N], got[N];
-        for (int i = 0; i < N * dim; i++)
-            codes[i] = (int8_t)((int)(rnd() % 255) - 127);
-        /* Extremes in the first two rows: the largest sums the kernel must
-         * get right without saturating. */
-        for (int d = 0; d < dim; d++) {
-            codes[d] = 127;
-            codes[dim + d] = -127;
-        }
+        for (size_t i = 0; i < (size_t)N * row; i++)
+            codes[i] = (uint8_t)rnd();
+        /* Extremes in the first two rows: all nibbles 15, all 0, with the
+         * table's ends at +-127: the largest sums the kernel must get right
+         * without saturating. */
+        memset(codes, 0xff, row);
+        memset(codes + row, 0, row);
         for (int d = 0; d < dim; d++)
             q[d] = (int8_t)((int)(rnd() % 255) - 127);
         q[0] = -127;
-        for (int i = 0; i < N; i++)
-            slots[i] = (uint32_t)i;
-        for (int i = 0; i < N; i++)
-            perm[i] = (uint32_t)(rnd() % N);
-        kv[0].dot_i8(q, codes, (size_t)dim, slots, N, ref);
-        int64_t naive = 0;
-        for (int d = 0; d < dim; d++)
-            naive += (int64_t)q[d] * codes[(size_t)5 * dim + d];
-        CHECK(ref[5] == naive, "dim %d: reference dot %d, naive %lld", dim, ref[5], (long long)naive);
-        for (int v = 1; v < nv; v++) {
-            kv[v].dot_i8(q, codes, (size_t)dim, slots, N, got);
-            CHECK(memcmp(ref, got, sizeof ref) == 0, "%s: dot_i8 dim %d contiguous differs", kv[v].name, dim);
-            /* Gathered rows, and short runs that exercise the 4-row tail. */
-            int32_t ref2[N];
-            kv[0].dot_i8(q, codes, (size_t)dim, perm, N, ref2);
-            kv[v].dot_i8(q, codes, (size_t)dim, perm, N, got);
-            CHECK(memcmp(ref2, got, sizeof ref2) == 0, "%s: dot_i8 dim %d gathered differs", kv[v].name, dim);
-            for (int n = 0; n < 7; n++) {
-                kv[v].dot_i8(q, codes, (size_t)dim, perm + 11, n, got);
-                CHECK(memcmp(ref2 + 11, got, sizeof(int32_t) * n) == 0, "%s: dot_i8 dim %d n %d", kv[v].name, dim, n);
+        for (int round = 0; round < 3; round++) {
+            /* a monotonic table like the index's, a random one, one of extremes */
+            for (int u = 0; u < 16; u++)
+                lut[u] = round == 0 ? (int8_t)(u < 8 ? -127 + 17 * u : 127 - 17 * (15 - u))
+                         : round == 1 ? (int8_t)((int)(rnd() % 255) - 127)
+                                      : (int8_t)(u % 2 ? 127 : -127);
+            lut[15] = 127;
+            lut[0] = round == 2 ? 127 : -127;
+            for (int i = 0; i < N; i++)
+                slots[i] = (uint32_t)i;
+            for (int i = 0; i < N; i++)
+                perm[i] = (uint32_t)(rnd() % N);
+            kv[0].dot_u4(q, lut, codes, row, slots, N, ref);
+            /* the reference against a naive unpacking of the layout:
+             * component d is in byte (d / 64) * 32 + d % 32, low nibble
+             * when d % 64 < 32 */
+            int ok = 1;
+            for (int r = 0; r < 6; r++) {
+                int64_t naive = 0;
+                for (int d = 0; d < dim; d++) {
+                    uint8_t byte = codes[(size_t)r * row + (size_t)(d / 64) * 32 + d % 32];
+                    naive += (int64_t)q[d] * lut[d % 64 < 32 ? byte & 15 : byte >> 4];
+                }
+                ok &= ref[r] == naive;
+            }
+            CHECK(ok, "dim %d table %d: reference dot differs from the naive one", dim, round);
+            for (int v = 1; v < nv; v++) {
+                kv[v].dot_u4(q, lut, codes, row, slots, N, got);
+                CHECK(memcmp(ref, got, sizeof ref) == 0, "%s: dot_u4 dim %d table %d contiguous differs",
+                      kv[v].name, dim, round);
+                /* Gathered rows, and short runs that exercise the 4-row tail. */
+                int32_t ref2[N];
+                kv[0].dot_u4(q, lut, codes, row, perm, N, ref2);
+                kv[v].dot_u4(q, lut, codes, row, perm, N, got);
+                CHECK(memcmp(ref2, got, sizeof ref2) == 0, "%s: dot_u4 dim %d table %d gathered differs",
+                      kv[v].name, dim, round);
+                for (int n = 0; n < 7; n++) {
+                    kv[v].dot_u4(q, lut, codes, row, perm + 11, n, got);
+                    CHECK(memcmp(ref2 + 11, got, sizeof(int32_t) * n) == 0, "%s: dot_u4 dim %d n %d",
+                          kv[v].name, dim, n);
+                }
             }
         }
 
@@ -340,7 +361,10 @@ static void test_growth(void)
     CHECK(idx_score(x, q, 0) == first[0] && idx_score(x, q, 50) == first[1] && idx_score(x, q, 100) == first[2],
           "vectors changed by growth");
     size_t b = idx_bytes(x);
-    CHECK(b > bytes0 && b >= (size_t)100001 * dim && b < (size_t)131072 * (dim + 8) + 4096,
+    /* 4-bit codes in rows of 32 * ceil(dim / 64) bytes, a scale, a
+     * generation byte and a live bit per slot, plus a few centres */
+    size_t row = ((size_t)dim + 63) / 64 * 32;
+    CHECK(b > bytes0 && b >= (size_t)100001 * row && b < (size_t)131072 * (row + 6) + 65536,
           "idx_bytes %zu", b);
     idx_hit out[10];
     int n;
@@ -495,11 +519,15 @@ static void recall_run(const dataset *ds, idx *x, const char *what)
 {
     jm_err e;
     fetch_ctx fc = {ds, 0, 0, -1};
-    int ok = 0, strict = 0, approx = 0, errs = 0;
+    int ok = 0, strict = 0, approx = 0, errs = 0, ok30 = 0;
     idx_hit h[10];
     int n;
     for (int q = 0; q < ds->nq; q++) {
         const float *qv = ds->queries + (size_t)q * ds->dim;
+        /* 30 candidates: a sharper test of the approximate scores' precision
+         * than the default 100 */
+        errs += idx_search_exact(x, qv, 10, 30, NULL, fetch_mem, &fc, h, &n, &e) != JM_OK;
+        ok30 += top10_match(ds, q, h, n, 0);
         errs += idx_search_exact(x, qv, 10, 0, NULL, fetch_mem, &fc, h, &n, &e) != JM_OK;
         ok += top10_match(ds, q, h, n, 0);
         strict += top10_match(ds, q, h, n, 1);
@@ -507,11 +535,65 @@ static void recall_run(const dataset *ds, idx *x, const char *what)
         errs += idx_search(x, qv, 10, NULL, h, &n, &e) != JM_OK;
         approx += top10_match(ds, q, h, n, 0);
     }
-    printf("recall %s: idx_search_exact top-10 equal on %.1f%% of %d queries (%.1f%% slot-for-slot); "
-           "idx_search alone %.1f%%\n",
-           what, 100.0 * ok / ds->nq, ds->nq, 100.0 * strict / ds->nq, 100.0 * approx / ds->nq);
-    CHECK(errs == 0 && fc.calls == ds->nq, "%s: %d errors, %d fetches", what, errs, fc.calls);
+    printf("recall %s: idx_search_exact top-10 equal on %.1f%% of %d queries (%.1f%% slot-for-slot; "
+           "%.1f%% with 30 candidates); idx_search alone %.1f%%\n",
+           what, 100.0 * ok / ds->nq, ds->nq, 100.0 * strict / ds->nq, 100.0 * ok30 / ds->nq,
+           100.0 * approx / ds->nq);
+    CHECK(errs == 0 && fc.calls == 2 * ds->nq, "%s: %d errors, %d fetches", what, errs, fc.calls);
     CHECK(ok >= ds->nq * 99 / 100, "%s: top-10 equal on %d of %d queries", what, ok, ds->nq);
+    CHECK(ok30 >= ds->nq * 99 / 100, "%s: top-10 equal on %d of %d queries with 30 candidates", what, ok30,
+          ds->nq);
+}
+
+/* The approximate scores (the 4-bit codes) against the exact dot products:
+ * what the ranking uses them for needs ~0.005-0.01. The codes were taken
+ * around several centres (one per doubling of the live count from 1024),
+ * so every generation is covered. idx_score_many gives idx_score's bits. */
+static void precision_run(const dataset *ds, idx *x)
+{
+    double se = 0, worst = 0, bias = 0;
+    long cnt = 0;
+    int same = 1;
+    enum { M = 203 };
+    uint32_t sl[M];
+    float many[M];
+    for (int q = 0; q < 100; q++) {
+        const float *qv = ds->queries + (size_t)q * ds->dim;
+        for (int i = q % 7; i < ds->n; i += 7) {
+            double err = idx_score(x, qv, (uint32_t)i) - ddot(qv, ds->base + (size_t)i * ds->dim, ds->dim);
+            se += err * err;
+            bias += err;
+            worst = fmax(worst, fabs(err));
+            cnt++;
+        }
+        for (int i = 0; i < M; i++)
+            sl[i] = (uint32_t)(rnd() % (ds->n + 50)); /* some beyond the last slot: NaN */
+        idx_score_many(x, qv, sl, M, many);
+        for (int i = 0; i < M; i++) {
+            float one = idx_score(x, qv, sl[i]);
+            same &= isnan(one) ? isnan(many[i]) != 0 : memcmp(&one, &many[i], sizeof one) == 0;
+        }
+    }
+    printf("approximate scores: error rms %.5f, max %.5f, mean %+.5f over %ld pairs\n", sqrt(se / cnt), worst,
+           bias / cnt, cnt);
+    CHECK(sqrt(se / cnt) < 0.006 && worst < 0.04 && fabs(bias / cnt) < 0.001,
+          "approximate scores off: rms %g max %g mean %g", sqrt(se / cnt), worst, bias / cnt);
+    CHECK(same, "idx_score_many differs from idx_score");
+    /* A vector's score against itself is unbiased (the scale is fitted so). */
+    double self = 0;
+    for (int i = 0; i < 1000; i++)
+        self = fmax(self, fabs(idx_score(x, ds->base + (size_t)i * ds->dim, (uint32_t)i) - 1));
+    CHECK(self < 2e-3, "self scores off by up to %g", self);
+    /* The first vectors were stored before any centre existed: setting one
+     * again stores it around the newest centre; its score barely moves. */
+    const float *qv = ds->queries;
+    float before = idx_score(x, qv, 3);
+    jm_err e;
+    CHECK(idx_set(x, 3, ds->base + 3 * (size_t)ds->dim, &e) == JM_OK, "set again");
+    float after = idx_score(x, qv, 3);
+    double truth = ddot(qv, ds->base + 3 * (size_t)ds->dim, ds->dim);
+    CHECK(fabs(after - truth) < 0.02 && fabs(before - truth) < 0.02, "slot 3: %g before, %g after, exact %g",
+          before, after, truth);
 }
 
 static void test_recall(void)
@@ -525,13 +607,15 @@ static void test_recall(void)
     for (int i = 0; i < ds.n; i++)
         ok &= idx_set(x, (uint32_t)i, ds.base + (size_t)i * ds.dim, &e) == JM_OK;
     CHECK(ok && idx_count(x) == (size_t)ds.n, "loading %d vectors", ds.n);
-    recall_run(&ds, x, "int8 scan");
+    precision_run(&ds, x);
+    recall_run(&ds, x, "4-bit scan");
     /* The sign-code prefilter, forced on at this size with a keep (800 =
      * 4% of N) as small relative to N as the default is at 100k. */
     CHECK(idx_set_prefilter(x, 1000, 800, &e) == JM_OK, "prefilter on");
     size_t b = idx_bytes(x);
-    CHECK(b >= (size_t)ds.n * (ds.dim + ds.dim / 8), "bytes with sign codes: %zu", b);
-    recall_run(&ds, x, "sign prefilter + int8");
+    CHECK(b >= (size_t)ds.n * (ds.dim / 2 + ds.dim / 8) && b < (size_t)32768 * (ds.dim / 2 + ds.dim / 8 + 6) + 65536,
+          "bytes with sign codes: %zu", b);
+    recall_run(&ds, x, "sign prefilter + 4-bit");
 
     /* Allow bitmap through the prefilter: only slots = 1 mod 3. */
     uint64_t *allow = calloc((ds.n + 63) / 64, sizeof(uint64_t));
@@ -670,7 +754,7 @@ static void test_threads(void)
     }
     for (int q = 0; q < NQ; q++)
         unit(qs + (size_t)q * dim, dim);
-    CHECK(idx_bytes(x) >= (size_t)5000 * (dim + dim / 8), "no sign codes at 5000 vectors");
+    CHECK(idx_bytes(x) >= (size_t)5000 * (dim / 2 + dim / 8), "no sign codes at 5000 vectors");
     idx_hit *ref = malloc(sizeof(idx_hit) * NQ * 10);
     thr_arg one = {x, qs, dim, NQ, ref, 0};
     thr_main(&one);
