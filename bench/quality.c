@@ -1,6 +1,6 @@
 /* quality - how well rankings find an O*NET occupation from some of its skills.
  *
- *   quality --db FILE [--model DIR] [--onet DIR] [--queries N] [--seed S]
+ *   quality --db FILE [--model DIR] [--onet DIR] [--queries N] [--seed S] [--draws D]
  *
  * The database must hold the O*NET jobs with their embeddings (bench/run.sh
  * makes it: import-onet, embed). Two query sets, N queries each, drawn with a
@@ -125,7 +125,7 @@ static int find_job(const corpus *c, const char *id)
 int main(int argc, char **argv)
 {
     const char *dbpath = "build/bench-onet.db", *model_dir = "models/all-MiniLM-L6-v2", *onet = "../shared/data/onet";
-    int nq = 200, verbose = 0;
+    int nq = 200, verbose = 0, ndraws = 1;
     unsigned long long seed = 20261124ULL;
     rank_opts o;
     rank_opts_default(&o);
@@ -141,8 +141,11 @@ int main(int argc, char **argv)
             sscanf(argv[i + 1], "%f,%f", &o.have, &o.partial);
         else if (!strcmp(argv[i], "--shrink")) o.shrink = (float)atof(argv[i + 1]);
         else if (!strcmp(argv[i], "--mu")) o.mu = (float)atof(argv[i + 1]);
+        else if (!strcmp(argv[i], "--length-norm")) o.length_norm = (float)atof(argv[i + 1]);
         else if (!strcmp(argv[i], "--nice")) o.nice_weight = (float)atof(argv[i + 1]);
         else if (!strcmp(argv[i], "--verbose")) verbose = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--nice-credit")) o.nice_credit = (float)atof(argv[i + 1]);
+        else if (!strcmp(argv[i], "--draws")) ndraws = atoi(argv[i + 1]) > 0 ? atoi(argv[i + 1]) : 1;
     }
     jm_err err = {0};
     db *d = NULL;
@@ -214,138 +217,162 @@ int main(int argc, char **argv)
     }
     fclose(f);
 
-    /* query sets */
-    query *qs[2];
-    int nqs[2] = {0, 0};
-    const char *names[2] = {"random-3", "hot-5"};
-    for (int set = 0; set < 2; set++) {
-        rng_state = seed + (unsigned)set * 7919u;
-        qs[set] = calloc((size_t)nq, sizeof(query));
-        int tries = 0;
-        while (nqs[set] < nq && tries++ < 100000) {
-            oskills *os = &occ[(int)(urand() * nocc)];
-            int job = find_job(&c, os->code);
-            if (job < 0) continue;
-            int dupq = 0;
-            for (int k = 0; k < nqs[set]; k++) dupq |= qs[set][k].job == job;
-            if (dupq) continue;
-            int want = set == 0 ? 3 : 5;
-            int pool_idx[512], np = 0;
-            for (int k = 0; k < os->n; k++)
-                if (set == 0 || os->hot[k]) pool_idx[np++] = k;
-            if (np < want + (set == 0 ? 2 : 0)) continue;
-            query *q = &qs[set][nqs[set]];
-            q->job = job;
-            while (q->n < want) {
-                double wsum = 0, w[512];
-                for (int k = 0; k < np; k++) {
-                    char *nn = db_skill_norm(os->name[pool_idx[k]]);
-                    w[k] = set == 0 ? log((double)c.n / DF(nn)) + 0.01 : 1.0;
-                    free(nn);
-                    for (int t = 0; t < q->n; t++)
-                        if (!strcmp(q->skills[t], os->name[pool_idx[k]])) w[k] = 0;
-                    wsum += w[k];
-                }
-                double r = urand() * wsum;
-                int pick = np - 1;
-                for (int k = 0; k < np; k++) {
-                    r -= w[k];
-                    if (r <= 0 && w[k] > 0) { pick = k; break; }
-                }
-                q->skills[q->n++] = os->name[pool_idx[pick]];
-            }
-            nqs[set]++;
-        }
-    }
-
     int D = c.dim;
     double *score = malloc(sizeof(double) * (size_t)c.n);
     float *qv = malloc(sizeof(float) * (size_t)D);
-    printf("# quality: %d O*NET jobs; %d + %d queries, seed %llu; weights q=%.2f c=%.2f s=%.2f k=%.2f, "
-           "have %.2f partial %.2f shrink %.1f mu %.0f nice %.2f\n",
-           c.n, nqs[0], nqs[1], seed, o.w.query, o.w.coverage, o.w.semantic, o.w.keyword, o.have, o.partial, o.shrink, o.mu, o.nice_weight);
-    printf("%-9s %-22s %9s %9s %7s\n", "set", "ranking", "recall@1", "recall@10", "MRR");
+    const char *names[2] = {"random-3", "hot-5"};
+    const char *rn[4] = {"(a) semantic only", "(b) keyword BM25", "(c) IDF skill overlap", "(d) jobmatch"};
+    metrics sum[2][4] = {{{0}}};
     double total_ms = 0;
-    int nrec = 0;
-    for (int set = 0; set < 2; set++) {
-        metrics mt[4] = {{0}};
-        for (int qi = 0; qi < nqs[set]; qi++) {
-            query *q = &qs[set][qi];
-            /* (a) semantic */
-            char joined[2048] = "";
-            for (int k = 0; k < q->n; k++) {
-                strcat(joined, k ? ", " : "");
-                strcat(joined, q->skills[k]);
-            }
-            const char *t = joined;
-            bert_embed(pool, 1, &t, NULL, qv, NULL, &err);
-            for (int i = 0; i < c.n; i++) {
-                double s = -2;
-                if (c.j[i].emb) {
-                    s = 0;
-                    for (int dd = 0; dd < D; dd++) s += (double)qv[dd] * c.j[i].emb[dd];
-                }
-                score[i] = s;
-            }
-            add_rank(&mt[0], rank_of(score, c.n, q->job));
-            /* (b) keyword */
-            db_hit *hits = NULL;
-            int nh = 0, r = 0;
-            if (db_keyword_search(d, (const char *const *)q->skills, q->n, 100, &hits, &nh, &err) == 0)
-                for (int i = 0; i < nh && !r; i++)
-                    if (!strcmp(hits[i].id, c.j[q->job].id)) r = i + 1;
-            db_hits_free(hits, nh);
-            add_rank(&mt[1], r);
-            /* (c) IDF overlap */
-            char *qn[5];
-            for (int k = 0; k < q->n; k++) qn[k] = db_skill_norm(q->skills[k]);
-            for (int i = 0; i < c.n; i++) {
-                double s = 0;
-                for (int k = 0; k < q->n; k++)
-                    for (int t2 = 0; t2 < c.j[i].n; t2++)
-                        if (!strcmp(qn[k], c.j[i].norm[t2])) {
-                            s += log((double)c.n / DF(qn[k]));
-                            break;
-                        }
-                score[i] = c.j[i].n ? s / pow(c.j[i].n, 0.3) : 0;
-            }
-            for (int k = 0; k < q->n; k++) free(qn[k]);
-            add_rank(&mt[2], rank_of(score, c.n, q->job));
-            /* (d) jobmatch */
-            rank_query rq = {(const char *const *)q->skills, q->n, 100, 0, {0}};
-            rank_filters_init(&rq.filters);
-            rank_response res;
-            r = 0;
-            if (rank_recommend(e, pool, &rq, &res, &err) == 0) {
-                for (int i = 0; i < res.n && !r; i++)
-                    if (!strcmp(res.results[i].id, c.j[q->job].id)) r = i + 1;
-                if (verbose && set == verbose - 1 && (r == 0 || r > 10) && verbose--) {
-                    printf("MISS %s (%d skills) rank %d for:", c.j[q->job].id, c.j[q->job].n, r);
-                    for (int k = 0; k < q->n; k++) printf(" [%s]", q->skills[k]);
-                    printf("\n");
-                    for (int i = 0; i < 3 && i < res.n; i++)
-                        printf("   %d %s %s q=%.3f c=%.3f s=%.3f k=%.3f score=%.3f nalign=%d\n", i + 1, res.results[i].id,
-                               res.results[i].title, res.results[i].query, res.results[i].coverage,
-                               res.results[i].semantic, res.results[i].keyword, res.results[i].score,
-                               res.results[i].nalign);
-                    if (r) {
-                        const rank_result *tg = &res.results[r - 1];
-                        printf("   target q=%.3f c=%.3f s=%.3f k=%.3f score=%.3f nalign=%d\n", tg->query, tg->coverage,
-                               tg->semantic, tg->keyword, tg->score, tg->nalign);
+    int nrec = 0, nsum[2] = {0, 0};
+    for (int draw = 0; draw < ndraws; draw++) {
+        unsigned long long dseed = seed + (unsigned long long)draw;
+        /* query sets */
+        query *qs[2];
+        int nqs[2] = {0, 0};
+        for (int set = 0; set < 2; set++) {
+            rng_state = dseed + (unsigned)set * 7919u;
+            qs[set] = calloc((size_t)nq, sizeof(query));
+            int tries = 0;
+            while (nqs[set] < nq && tries++ < 100000) {
+                oskills *os = &occ[(int)(urand() * nocc)];
+                int job = find_job(&c, os->code);
+                if (job < 0) continue;
+                int dupq = 0;
+                for (int k = 0; k < nqs[set]; k++) dupq |= qs[set][k].job == job;
+                if (dupq) continue;
+                int want = set == 0 ? 3 : 5;
+                int pool_idx[512], np = 0;
+                for (int k = 0; k < os->n; k++)
+                    if (set == 0 || os->hot[k]) pool_idx[np++] = k;
+                if (np < want + (set == 0 ? 2 : 0)) continue;
+                query *q = &qs[set][nqs[set]];
+                q->job = job;
+                while (q->n < want) {
+                    double wsum = 0, w[512];
+                    for (int k = 0; k < np; k++) {
+                        char *nn = db_skill_norm(os->name[pool_idx[k]]);
+                        w[k] = set == 0 ? log((double)c.n / DF(nn)) + 0.01 : 1.0;
+                        free(nn);
+                        for (int t = 0; t < q->n; t++)
+                            if (!strcmp(q->skills[t], os->name[pool_idx[k]])) w[k] = 0;
+                        wsum += w[k];
                     }
+                    double r = urand() * wsum;
+                    int pick = np - 1;
+                    for (int k = 0; k < np; k++) {
+                        r -= w[k];
+                        if (r <= 0 && w[k] > 0) { pick = k; break; }
+                    }
+                    q->skills[q->n++] = os->name[pool_idx[pick]];
                 }
-                total_ms += res.ms;
-                nrec++;
-                rank_response_free(&res);
-            } else {
-                fprintf(stderr, "quality: %s\n", err.msg);
+                nqs[set]++;
             }
-            add_rank(&mt[3], r);
         }
-        const char *rn[4] = {"(a) semantic only", "(b) keyword BM25", "(c) IDF skill overlap", "(d) jobmatch"};
-        for (int k = 0; k < 4; k++)
-            printf("%-9s %-22s %9.3f %9.3f %7.3f\n", names[set], rn[k], mt[k].r1 / nqs[set], mt[k].r10 / nqs[set],
-                   mt[k].mrr / nqs[set]);
+
+        if (draw == 0) {
+            printf("# quality: %d O*NET jobs; %d + %d queries, seed %llu; weights q=%.2f c=%.2f s=%.2f k=%.2f, "
+                   "have %.2f partial %.2f shrink %.1f mu %.0f nice %.2f\n",
+                   c.n, nqs[0], nqs[1], seed, o.w.query, o.w.coverage, o.w.semantic, o.w.keyword, o.have, o.partial,
+                   o.shrink, o.mu, o.nice_weight);
+            printf("%-9s %-22s %9s %9s %7s\n", "set", "ranking", "recall@1", "recall@10", "MRR");
+        }
+        for (int set = 0; set < 2; set++) {
+            metrics mt[4] = {{0}};
+            for (int qi = 0; qi < nqs[set]; qi++) {
+                query *q = &qs[set][qi];
+                /* (a) semantic */
+                char joined[2048] = "";
+                for (int k = 0; k < q->n; k++) {
+                    strcat(joined, k ? ", " : "");
+                    strcat(joined, q->skills[k]);
+                }
+                const char *t = joined;
+                bert_embed(pool, 1, &t, NULL, qv, NULL, &err);
+                for (int i = 0; i < c.n; i++) {
+                    double s = -2;
+                    if (c.j[i].emb) {
+                        s = 0;
+                        for (int dd = 0; dd < D; dd++) s += (double)qv[dd] * c.j[i].emb[dd];
+                    }
+                    score[i] = s;
+                }
+                add_rank(&mt[0], rank_of(score, c.n, q->job));
+                /* (b) keyword */
+                db_hit *hits = NULL;
+                int nh = 0, r = 0;
+                if (db_keyword_search(d, (const char *const *)q->skills, q->n, 100, &hits, &nh, &err) == 0)
+                    for (int i = 0; i < nh && !r; i++)
+                        if (!strcmp(hits[i].id, c.j[q->job].id)) r = i + 1;
+                db_hits_free(hits, nh);
+                add_rank(&mt[1], r);
+                /* (c) IDF overlap */
+                char *qn[5];
+                for (int k = 0; k < q->n; k++) qn[k] = db_skill_norm(q->skills[k]);
+                for (int i = 0; i < c.n; i++) {
+                    double s = 0;
+                    for (int k = 0; k < q->n; k++)
+                        for (int t2 = 0; t2 < c.j[i].n; t2++)
+                            if (!strcmp(qn[k], c.j[i].norm[t2])) {
+                                s += log((double)c.n / DF(qn[k]));
+                                break;
+                            }
+                    score[i] = c.j[i].n ? s / pow(c.j[i].n, 0.3) : 0;
+                }
+                for (int k = 0; k < q->n; k++) free(qn[k]);
+                add_rank(&mt[2], rank_of(score, c.n, q->job));
+                /* (d) jobmatch */
+                rank_query rq = {(const char *const *)q->skills, q->n, 100, 0, {0}};
+                rank_filters_init(&rq.filters);
+                rank_response res;
+                r = 0;
+                if (rank_recommend(e, pool, &rq, &res, &err) == 0) {
+                    for (int i = 0; i < res.n && !r; i++)
+                        if (!strcmp(res.results[i].id, c.j[q->job].id)) r = i + 1;
+                    if (verbose && set == verbose - 1 && (r == 0 || r > 10)) {
+                        printf("MISS %s (%d skills) rank %d, (c) rank %d, for:", c.j[q->job].id, c.j[q->job].n, r,
+                               rank_of(score, c.n, q->job));
+                        for (int k = 0; k < q->n; k++) printf(" [%s]", q->skills[k]);
+                        printf("\n");
+                        for (int i = 0; i < 3 && i < res.n; i++)
+                            printf("   %d %s %s q=%.3f c=%.3f s=%.3f k=%.3f score=%.3f nalign=%d\n", i + 1, res.results[i].id,
+                                   res.results[i].title, res.results[i].query, res.results[i].coverage,
+                                   res.results[i].semantic, res.results[i].keyword, res.results[i].score,
+                                   res.results[i].nalign);
+                        if (r) {
+                            const rank_result *tg = &res.results[r - 1];
+                            printf("   target q=%.3f c=%.3f s=%.3f k=%.3f score=%.3f nalign=%d\n", tg->query, tg->coverage,
+                                   tg->semantic, tg->keyword, tg->score, tg->nalign);
+                        }
+                    }
+                    total_ms += res.ms;
+                    nrec++;
+                    rank_response_free(&res);
+                } else {
+                    fprintf(stderr, "quality: %s\n", err.msg);
+                }
+                add_rank(&mt[3], r);
+            }
+            for (int k = 0; k < 4; k++) {
+                if (draw == 0)
+                    printf("%-9s %-22s %9.3f %9.3f %7.3f\n", names[set], rn[k], mt[k].r1 / nqs[set],
+                           mt[k].r10 / nqs[set], mt[k].mrr / nqs[set]);
+                sum[set][k].r1 += mt[k].r1;
+                sum[set][k].r10 += mt[k].r10;
+                sum[set][k].mrr += mt[k].mrr;
+            }
+            nsum[set] += nqs[set];
+        }
+        for (int set = 0; set < 2; set++)
+            free(qs[set]);
+    }
+    if (ndraws > 1) {
+        printf("# over %d draws (seeds %llu-%llu), %d + %d queries:\n", ndraws, seed, seed + (unsigned)ndraws - 1,
+               nsum[0], nsum[1]);
+        for (int set = 0; set < 2; set++)
+            for (int k = 0; k < 4; k++)
+                printf("%-9s %-22s %9.3f %9.3f %7.3f\n", names[set], rn[k], sum[set][k].r1 / nsum[set],
+                       sum[set][k].r10 / nsum[set], sum[set][k].mrr / nsum[set]);
     }
     printf("# mean recommend time %.2f ms (1 thread, %d jobs)\n", nrec ? total_ms / nrec : 0, c.n);
     rank_close(e);

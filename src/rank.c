@@ -21,9 +21,11 @@ void rank_opts_default(rank_opts *o)
     o->w = RANK_DEFAULT_WEIGHTS;
     o->have = RANK_HAVE;
     o->partial = RANK_PARTIAL;
-    o->nice_weight = 0.35f;
+    o->nice_weight = 0.2f;
     o->shrink = 3.0f;
-    o->mu = 100.0f;
+    o->mu = 30.0f;
+    o->length_norm = 0.8f;
+    o->nice_credit = 1.0f;
     o->candidates = 300;
     o->stream_chunk = 4096;
     o->refresh_secs = 5.0;
@@ -801,11 +803,18 @@ static void accel_free(rank_engine *e)
     e->accel = 0;
 }
 
+/* The length part of Q for a job whose skill weights sum to w:
+ * length_norm * log(w + mu), in float, the same bits wherever it is used. */
+static float job_lw(const rank_engine *e, float w)
+{
+    return e->o.length_norm * logf(w + e->o.mu);
+}
+
 /* f(w) of a job whose skill weights sum to w: the part of Q + w_coverage C
  * that depends on w alone, with C at its largest (every skill had). */
 static double wpart(const rank_engine *e, double w)
 {
-    double f = -log(w + e->o.mu);
+    double f = -(double)job_lw(e, (float)w) * (1 - 1e-6);
     if (e->o.w.coverage > 0)
         f += e->o.w.coverage * w / (w + e->o.shrink);
     return f;
@@ -840,7 +849,8 @@ static void accel_build(rank_engine *e, int V)
     for (int i = 0; i < e->ndirty; i++)
         e->dirty[e->dirty_list[i] / 64] &= ~(1ULL << (e->dirty_list[i] % 64));
     e->ndirty = 0;
-    if (e->o.mu <= 0 || e->o.shrink <= 0 || e->o.nice_weight < 0)
+    if (e->o.mu <= 0 || e->o.shrink <= 0 || e->o.nice_weight < 0 || !(e->o.length_norm >= 0 && e->o.length_norm <= 1) ||
+        !(e->o.nice_credit >= 0 && e->o.nice_credit <= 1))
         return; /* the bounds assume these; the full pass does not */
     int N = e->njobs;
     size_t pairs = 0;
@@ -984,8 +994,8 @@ static void accel_build(rank_engine *e, int V)
         e->cls_w[e->rcls[r]] = e->jobs[e->wperm[r]].wsum;
     float m = -INFINITY;
     for (int c = ncls - 1; c >= 0; c--) {
-        e->cls_lw[c] = float_up(-log((double)e->cls_w[c] + e->o.mu));
-        e->cls_logf[c] = logf(e->cls_w[c] + e->o.mu); /* as score_skills has it */
+        e->cls_logf[c] = job_lw(e, e->cls_w[c]); /* as score_skills has it */
+        e->cls_lw[c] = float_up(-(double)e->cls_logf[c] * (1 - 1e-6));
         float f = float_up(wpart(e, e->cls_w[c]));
         m = f > m ? f : m;
         e->cls_bound[c] = m;
@@ -1491,7 +1501,7 @@ int rprofile_build(rank_engine *e, bert_pool *pool, const char *const *skills, i
         p->pcorp[u] = (float)((df + 0.5) / (occurrences + 1.0));
         float mp = e->o.mu * p->pcorp[u];
         p->lnum[3 * u] = logf(mp);
-        p->lnum[3 * u + 1] = logf(e->o.nice_weight + mp);
+        p->lnum[3 * u + 1] = logf(e->o.nice_credit + mp);
         p->lnum[3 * u + 2] = logf(1.0f + mp);
     }
     free(best);
@@ -1586,8 +1596,8 @@ static inline __attribute__((always_inline)) void score_core_w(const rank_engine
 }
 
 /* Q and C of the job whose skills are arena entries off .. off + nsk (see
- * rank.h), weight total wsum, lw = logf(wsum + mu). ucredit is scratch of
- * p->n bytes: which of the three likelihood numerators (0, nice weight, 1)
+ * rank.h), weight total wsum, lw = job_lw(wsum). ucredit is scratch of
+ * p->n bytes: which of the three likelihood numerators (0, nice_credit, 1)
  * each user skill gets. No log() here: lnum is made once per query. */
 static void score_core(const rank_engine *e, const rprofile *p, size_t off, int nsk, float wsum, float lw,
                        unsigned char *ucredit, float *q, float *c)
@@ -1602,7 +1612,7 @@ static void score_core(const rank_engine *e, const rprofile *p, size_t off, int 
 static void score_skills(const rank_engine *e, const rprofile *p, const rjob *j, unsigned char *ucredit, float *q,
                          float *c)
 {
-    score_core(e, p, j->sk_off, j->nsk, j->wsum, logf(j->wsum + e->o.mu), ucredit, q, c);
+    score_core(e, p, j->sk_off, j->nsk, j->wsum, job_lw(e, j->wsum), ucredit, q, c);
 }
 
 typedef struct cand {
@@ -1780,7 +1790,7 @@ static int64_t filter_allow(const rank_engine *e, const rank_filters *f, int pos
  * job (~10 ms at 100,000 jobs); this one scores only jobs that can make the
  * set, and proves the others cannot.
  *
- * A job's x is (sum_u lnum[u][level_u]) / n - log(wsum + mu) + w_c got /
+ * A job's x is (sum_u lnum[u][level_u]) / n - lw(wsum) + w_c got /
  * (wsum + shrink): level_u (none, nice, required) is how the job lists a
  * have-match of user skill u (a vocabulary skill that is u's best match:
  * exact, alias or >= have), got sums the weights of the job's skills times
@@ -1792,7 +1802,7 @@ static int64_t filter_allow(const rank_engine *e, const rank_filters *f, int pos
  * in that order.
  *
  * For a job not scored yet at rank r the bound is
- *     (sum over users u of lnum[u][level_u]) / n - log(wsum + mu)
+ *     (sum over users u of lnum[u][level_u]) / n - lw(wsum)
  *       + w_c gotb / (wsum + shrink),
  * with level_u from the masks and from the postings entries at r (exact:
  * every list of every user's have-matches is merged), and gotb = the masked
@@ -1803,7 +1813,7 @@ static int64_t filter_allow(const rank_engine *e, const rank_filters *f, int pos
  * 2. The lists of all user skills' have-matches are merged by rank: a job on
  *    them is scored if its bound reaches the heap's worst. The merge ends
  *    at the first rank from which even L0 + the g of every user, plus the
- *    largest -log(wsum + mu) + w_c wsum / (wsum + shrink) there, cannot.
+ *    largest -lw(wsum) + w_c wsum / (wsum + shrink) there, cannot.
  * 3. The jobs in rank order, with the same bound (nothing found on lists),
  *    until the same kind of end (with only the users that have masked
  *    matches adding). A job on the lists that step 2 skipped was proven out

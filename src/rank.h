@@ -12,13 +12,16 @@
  *                 exact or alias match, else the cosine of the skill embeddings;
  *   credit(sim)   1 if sim >= have, 0.5 if sim >= partial, else 0;
  *   query      Q  = how likely the person's skills are under the job: the
- *                   per-skill average of log((credit(match(u, J)) + mu p(u)) /
- *                   (sum_s w_s + mu)), a Dirichlet-smoothed query likelihood
- *                   with p(u) the skill's share of all job skills; reported
- *                   as exp(that - the best candidate's), so 1 = the job that
- *                   makes these skills most likely. It prefers the job that
- *                   has all of them and few others: what tells apart
- *                   occupations that share common skills;
+ *                   per-skill average of log(c(u) + mu p(u)) minus
+ *                   length_norm * log(sum_s w_s + mu), a Dirichlet-smoothed
+ *                   query likelihood; c(u) = 1 if u is had (exact, alias or
+ *                   >= have) as a required skill of J, nice_credit if only as
+ *                   a nice-to-have one, else 0; p(u) the skill's share of
+ *                   all job skills; reported as exp(that - the best
+ *                   candidate's), so 1 = the job that makes these skills most
+ *                   likely. It prefers the job that has all of them and few
+ *                   others: what tells apart occupations that share common
+ *                   skills (length_norm < 1 softens the "few others");
  *   coverage   C  = sum_s w_s credit(match(s, U)) / (sum_s w_s + shrink): the
  *                   weighted share of the job's skills the person has, w_s =
  *                   1 for required skills and `nice_weight` for the others;
@@ -58,9 +61,11 @@ typedef struct rank_opts {
     rank_index_mode index_mode;
     rank_weights w;        /* defaults: RANK_DEFAULT_WEIGHTS */
     float have, partial;   /* similarity thresholds (defaults RANK_HAVE, RANK_PARTIAL) */
-    float nice_weight;     /* weight of a nice-to-have job skill (default 0.35) */
+    float nice_weight;     /* weight of a nice-to-have job skill (default 0.2) */
     float shrink;          /* coverage denominator shrinkage (default 3) */
-    float mu;              /* query-likelihood smoothing (default 100) */
+    float mu;              /* query-likelihood smoothing (default 30) */
+    float nice_credit;     /* c(u) of Q for a had nice-to-have skill, 0..1 (default 1) */
+    float length_norm;     /* power of (sum_s w_s + mu) in Q's denominator, 0..1 (default 0.8) */
     int candidates;        /* per source (default 300) */
     int stream_chunk;      /* jobs per chunk in stream mode (default 4096) */
     int keyword_scan_max;  /* the keyword part is used up to this many jobs

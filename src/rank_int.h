@@ -122,7 +122,7 @@ typedef struct rprofile {
     float *emb;                /* n * dim unit vectors */
     float *profile;            /* dim: the joined skills' embedding */
     float *pcorp;              /* n: probability of the skill in the corpus (smoothing) */
-    float *lnum;               /* n * 3: log(c + mu p(u)) for c = 0, nice weight, 1 */
+    float *lnum;               /* n * 3: log(c + mu p(u)) for c = 0, nice_credit, 1 */
     float *best_sim;           /* per vocabulary skill; SK_SIM_UNRESOLVED where it
                                 * is below the thresholds (rprofile_sim) */
     int *best_user;
