@@ -24,7 +24,7 @@ for w in $what; do
     case $w in
     embed) "$BUILD"/bench/bench_embed --onet "$ONET" ;;
     store) sh bench/bench_store.sh ;;
-    quality) onet_store; "$BUILD"/bench/quality --db "$onet_db" --onet "$ONET" ;;
+    quality) onet_store; "$BUILD"/bench/quality --db "$onet_db" --onet "$ONET" --draws 5 ;;
     calibrate) "$BUILD"/bench/calibrate --onet "$ONET" 2>/dev/null ;;
     idx) "$BUILD"/bench/bench_idx ;;
     rank)
