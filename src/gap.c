@@ -69,9 +69,9 @@ int gap_job(rank_engine *e, bert_pool *pool, const char *const *skills, int nski
     const rjob *j = &e->jobs[slot];
     out->items = calloc((size_t)(j->nsk ? j->nsk : 1), sizeof(gap_item));
     out->missing = malloc(sizeof(int) * (size_t)(j->nsk ? j->nsk : 1));
-    out->job_id = strdup(j->id);
-    out->title = j->title ? strdup(j->title) : NULL;
-    out->company = j->company ? strdup(j->company) : NULL;
+    out->job_id = strdup(rank_str(e, j->id));
+    out->title = j->title ? strdup(rank_str(e, j->title)) : NULL;
+    out->company = j->company ? strdup(rank_str(e, j->company)) : NULL;
     if (!out->items || !out->missing || !out->job_id) {
         rprofile_free(&p);
         pthread_rwlock_unlock(&e->lock);

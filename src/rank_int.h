@@ -9,24 +9,28 @@
 #include "rank.h"
 #include "vcache.h"
 
-/* One job as the engine keeps it. Slots are never reused: a deleted job's slot
- * stays dead (live = 0), so slot numbers stay valid in the vector index. */
+/* One job as the engine keeps it (56 bytes: 1M jobs cost 53 MB). Slots are
+ * never reused: a deleted job's slot stays dead (live = 0), so slot numbers
+ * stay valid in the vector index. */
 typedef struct rjob {
-    /* what the filters and the scoring read (88 bytes in all) */
-    int8_t live, has_vec;
-    int8_t remote;            /* -1 unknown */
-    int nsk;
+    /* what the filters and the scoring read */
+    unsigned live : 1, has_vec : 1;
+    signed remote : 3;        /* -1 unknown, 0, 1, 2 (> 1) */
+    unsigned nsk : 27;        /* skills (at most RJOB_MAX_SKILLS) */
     uint32_t sk_off;          /* the job's skills: arena entries sk_off .. sk_off + nsk */
     float wsum;               /* sum of the skills' weights */
     float smin, smax;         /* NAN unknown */
-    int posted;               /* days since 1970-01-01, or INT32_MIN */
-    /* cold; title, company, location, emp and sen are interned (e->strs):
-     * shared between jobs; they and the id live in the engine's string
-     * arena, freed with the engine */
-    char *id;
-    const char *title, *company, *location, *emp, *sen;
-    int64_t rev;
+    int32_t posted;           /* days since 1970-01-01, or INT32_MIN */
+    /* cold: handles into the engine's string arena (rank_str), 0 = NULL;
+     * title, company, location, emp and sen are interned (shared between
+     * jobs), the id is the job's own */
+    uint32_t location, emp, sen;
+    uint32_t id, title, company;
+    int64_t rev;              /* change-log position of the job's last change */
 } rjob;
+
+#define RJOB_MAX_SKILLS ((1 << 27) - 1)
+_Static_assert(sizeof(rjob) == 56, "rjob is 56 bytes");
 
 /* A job skill in the arena: vocabulary index << 1 | required. All jobs' skills
  * sit in one array, in slot order at load, so the per-query pass over every
@@ -49,8 +53,8 @@ struct rank_engine {
     int id_nslots;
     int64_t live;
     int64_t with_vec;
-    char **strs;               /* interned strings: a few thousand distinct titles, */
-    int strs_nslots, strs_n;   /* companies, places for any number of jobs */
+    uint32_t *strs;            /* interned strings (handles): a few thousand distinct */
+    int strs_nslots, strs_n;   /* titles, companies, places for any number of jobs */
     void *arena;               /* uint16_t entries while every vocabulary index is
                                 * below 32768 (arena16), else uint32_t */
     int arena16;
@@ -68,7 +72,9 @@ struct rank_engine {
     double last_refresh;       /* jm_now() of the last load or refresh */
     double last_skills_check;  /* jm_now() when skills lacking an embedding were last re-read */
     double load_secs;
-    struct rank_strblk *sblk;  /* the string arena: ids and interned strings */
+    char **sblk;               /* the string arena: ids and interned strings in */
+    int sblk_n, sblk_cap;      /* 64 KiB blocks, addressed by 32-bit handles */
+    size_t sblk_used;          /* bytes used of the last block */
     uint64_t *livebits;        /* bit s set = slot s is live; livebits_words words */
     int livebits_words;
     float *vec_tmp;            /* dim floats: scratch of the loader (write lock held) */
@@ -83,11 +89,8 @@ struct rank_engine {
                                 * masks below for the 64 skills most jobs list,
                                 * else -1: the skill has a postings list */
     uint32_t *post_off;        /* the jobs listing skill s (post_bit[s] < 0), by */
-    uint16_t *post;            /* rank ascending: post[post_off[s] .. post_off[s + 1]),
-                                * each (rank % 32768) << 1 | required; the entries
-                                * of ranks in [32768 b, 32768 (b + 1)) end at */
-    uint32_t *post_bnd;        /* post_bnd[s * post_nb + b] */
-    int post_nb;
+    uint8_t *post;             /* rank ascending: post[post_off[s] .. post_off[s + 1]),
+                                * delta-coded varints (rank.c, pcur) */
     int wperm_n;               /* live jobs at the build; by rank r = their order */
     uint32_t *wperm;           /* by wsum ascending: wperm[r] is a slot */
     uint64_t *rmask;           /* rmask[2r], [2r + 1]: the masked skills job
@@ -112,6 +115,14 @@ struct rank_engine {
 static inline uint32_t rank_ask(const rank_engine *e, size_t k)
 {
     return e->arena16 ? ((const uint16_t *)e->arena)[k] : ((const uint32_t *)e->arena)[k];
+}
+
+/* The string of a handle (rjob's id, title, ...): NULL for 0. A handle is
+ * 1 + (block << 16 | offset); blocks never move, so the pointer stays valid
+ * while the engine lives. */
+static inline const char *rank_str(const rank_engine *e, uint32_t h)
+{
+    return h ? e->sblk[(h - 1) >> 16] + ((h - 1) & 0xffff) : NULL;
 }
 
 /* The person's side of a query. */

@@ -35,11 +35,12 @@ int rank_list_jobs(rank_engine *e, const char *q, int64_t offset, int limit, ran
         const rjob *j = &e->jobs[s];
         if (!j->live)
             continue;
-        if (qlen && !contains_nocase(j->title, q, qlen) && !contains_nocase(j->company, q, qlen) &&
-            !contains_nocase(j->id, q, qlen))
+        const char *id = rank_str(e, j->id), *title = rank_str(e, j->title), *company = rank_str(e, j->company);
+        if (qlen && !contains_nocase(title, q, qlen) && !contains_nocase(company, q, qlen) &&
+            !contains_nocase(id, q, qlen))
             continue;
         if (seen >= offset && seen < offset + limit && rc == JM_OK) {
-            rank_job_brief b = {j->id, j->title, j->company, j->location};
+            rank_job_brief b = {id, title, company, rank_str(e, j->location)};
             rc = fn(ctx, &b);
         }
         seen++;
