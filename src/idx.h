@@ -81,8 +81,9 @@
  *   1M,   int8 scan only     27.1  / 36.0 ms              100%        370 MiB
  * (index RSS: the growth of the process's RSS; 245 bytes per vector with
  * the sign codes, 436 before. bench/bench_rank at 1M jobs: RSS with the
- * model and the index loaded 537 MB, was 720; its latency and bench/quality's
- * figures unchanged.) Across four runs each at 1M the p50 of
+ * model and the index loaded 537 MB, was 720, before the engine's own
+ * records were shrunk too; its latency and bench/quality's figures
+ * unchanged.) Across four runs each at 1M the p50 of
  * idx_search_exact was 3.49-3.63 ms (int8: 3.53-3.88 ms; at 100k 0.66-1.0
  * ms, int8 0.75-0.78): the Hamming scan is ~3.3 ms of it, at memory speed,
  * and the 4-bit stage over the 4096 slots kept ~0.3 ms. The 4-bit scan
