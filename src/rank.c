@@ -846,6 +846,19 @@ static int cmp_skcount(const void *a, const void *b)
     return x->v - y->v;
 }
 
+/* Writes y as a LEB128 varint at o (7 bits a byte, low first, the top bit
+ * set on all but the last), or only counts when o is NULL: its length. */
+static unsigned leb_put(uint8_t *o, uint32_t y)
+{
+    unsigned k = 0;
+    for (; y >= 128; y >>= 7, k++)
+        if (o)
+            o[k] = (uint8_t)(y | 128);
+    if (o)
+        o[k] = (uint8_t)y;
+    return k + 1;
+}
+
 /* Build (or rebuild) the skill pass's structures from the live jobs and
  * forget the dirty slots; compacts the skill arena when changed jobs left
  * much of it behind. Caller holds the write lock (or is rank_open). On
@@ -981,17 +994,7 @@ static void accel_build(rank_engine *e, int V)
                     continue;
                 uint32_t y = ((uint32_t)r - cnt[v] - 1) << 1 | (x & 1);
                 cnt[v] = (uint32_t)r;
-                if (!pass) {
-                    len[v] += y < 1u << 7 ? 1 : y < 1u << 14 ? 2 : y < 1u << 21 ? 3 : y < 1u << 28 ? 4 : 5;
-                    continue;
-                }
-                uint8_t *o = e->post + len[v];
-                while (y >= 128) {
-                    *o++ = (uint8_t)(y | 128);
-                    y >>= 7;
-                }
-                *o++ = (uint8_t)y;
-                len[v] = (uint64_t)(o - e->post);
+                len[v] += leb_put(pass ? e->post + len[v] : NULL, y);
             }
     }
     /* per rank: the masks and the wsum class */

@@ -604,21 +604,13 @@ int sk_match_floor(const sk_vocab *v, const char *const *user_norm, const float 
     float *us = malloc(sizeof(float) * (size_t)nuser), *ue = malloc(sizeof(float) * (size_t)nuser),
           *un = malloc(sizeof(float) * (size_t)nuser), *tmp = malloc(sizeof(float) * (size_t)nuser);
     int32_t *dots = malloc(sizeof(int32_t) * (size_t)nuser * B);
-    if (!uq || !us || !ue || !un || !tmp || !dots) {
-        free(uq);
-        free(us);
-        free(ue);
-        free(un);
-        free(tmp);
-        free(dots);
-        return jm_fail(err, JM_ENOMEM, "out of memory");
-    }
-    for (int u = 0; u < nuser; u++) {
+    int oom = !uq || !us || !ue || !un || !tmp || !dots;
+    for (int u = 0; u < nuser && !oom; u++) {
         float nx;
         quantise8(user_emb + (size_t)u * D, D, uq + (size_t)u * D, &us[u], &ue[u], &nx);
         un[u] = nx + ue[u]; /* |su qu| <= |u| + |u - su qu| */
     }
-    for (int s0 = 0; s0 < V; s0 += B) {
+    for (int s0 = 0; s0 < V && !oom; s0 += B) {
         int nb = V - s0 < B ? V - s0 : B;
         pthread_once(&dots_once, dots_init);
         dots_i8_fn(uq, nuser, v->codes + (size_t)s0 * D, nb, D, dots, (size_t)B);
@@ -651,6 +643,8 @@ int sk_match_floor(const sk_vocab *v, const char *const *user_norm, const float 
     free(un);
     free(tmp);
     free(dots);
+    if (oom)
+        return jm_fail(err, JM_ENOMEM, "out of memory");
 aliases:;
     /* Exact and alias matches override: similarity 1. */
     int ids[64];
