@@ -47,4 +47,34 @@ int jm_ncpu(void);
 /* Monotonic clock in seconds. */
 double jm_now(void);
 
+/* ---- Binary files with a running checksum (the engine snapshot) ----
+ * A writer and a reader make the same sequence of jm_bin_write / jm_bin_read
+ * calls with the same sizes; each call folds its bytes into the checksum
+ * (four independent 64-bit lanes, ~10 GB/s), so a reader compares
+ * jm_bin_sum with the value the writer stored at the end. The data are
+ * this machine's byte order: a file is only read back where it was written
+ * (the caller's header says so). */
+typedef struct jm_bin {
+    void *f;        /* FILE * */
+    uint64_t sum;
+    uint64_t bytes; /* written or read so far */
+    int failed;     /* a call failed: every later call fails too */
+    int writing;
+} jm_bin;
+
+/* Opens path for writing ("w") or reading ("r"). JM_EIO with the reason. */
+int jm_bin_open(jm_bin *b, const char *path, const char *mode, jm_err *err);
+/* Appends n bytes. JM_EIO (disk full, ...) with the reason. */
+int jm_bin_write(jm_bin *b, const void *p, size_t n, jm_err *err);
+/* Reads exactly n bytes into p. JM_EFORMAT when the file ends first, JM_EIO
+ * on a read error. */
+int jm_bin_read(jm_bin *b, void *p, size_t n, jm_err *err);
+/* The checksum of everything written or read so far. */
+uint64_t jm_bin_sum(const jm_bin *b);
+/* Closes; for a writer, flushes and fsyncs first (JM_EIO if that fails).
+ * Safe on a jm_bin that failed to open. */
+int jm_bin_close(jm_bin *b, jm_err *err);
+/* The checksum function itself: h folded with n bytes at p. */
+uint64_t jm_hash64(uint64_t h, const void *p, size_t n);
+
 #endif
