@@ -792,7 +792,8 @@ static void accel_free(rank_engine *e)
     free(e->post_off);
     free(e->post);
     free(e->wperm);
-    free(e->rmask);
+    free(e->rbits);
+    free(e->rcw);
     free(e->rcls);
     free(e->cls_w);
     free(e->cls_lw);
@@ -804,7 +805,8 @@ static void accel_free(rank_engine *e)
     e->post_bit = NULL;
     e->post_off = e->wperm = e->rcls = NULL;
     e->post = NULL;
-    e->rmask = NULL;
+    e->rbits = NULL;
+    e->rcw = NULL;
     e->cls_w = e->cls_lw = e->cls_bound = NULL;
     e->post_nv = e->wperm_n = e->ncls = 0;
     e->accel = 0;
@@ -889,12 +891,14 @@ static void accel_build(rank_engine *e, int V)
     e->post_bit = malloc((size_t)(V ? V : 1));
     e->post_off = malloc(sizeof(uint32_t) * ((size_t)V + 1));
     e->wperm = malloc(sizeof(uint32_t) * L);
-    e->rmask = calloc(2 * L, sizeof(uint64_t));
+    e->rbits = malloc(sizeof(uint64_t) * 128 * ((L + 63) / 64));
+    e->rcw = malloc(L);
     e->rcls = malloc(sizeof(uint32_t) * L);
     e->roff = malloc(sizeof(uint32_t) * (L + 1));
-    if (!top || !cnt || !tmp || !e->post_bit || !e->post_off || !e->wperm || !e->rmask || !e->rcls || !e->roff)
+    if (!top || !cnt || !tmp || !e->post_bit || !e->post_off || !e->wperm || !e->rbits || !e->rcw || !e->rcls ||
+        !e->roff)
         goto fail;
-    /* the 64 skills most jobs list get a bit in the per-job masks; every
+    /* the 64 skills most jobs list get a bit (bitmaps over the ranks); every
      * other skill a postings list, in slot order */
     for (int s = 0; s < N; s++) {
         const rjob *j = &e->jobs[s];
@@ -997,18 +1001,31 @@ static void accel_build(rank_engine *e, int V)
                 len[v] += leb_put(pass ? e->post + len[v] : NULL, y);
             }
     }
-    /* per rank: the masks and the wsum class */
+    /* per rank: the wsum class, the masked skills' bits (64 ranks at a
+     * time, into the bitmaps of rbits) and counts (rcw) */
     int ncls = 0;
-    for (int r = 0; r < n; r++) {
-        const rjob *j = &e->jobs[e->wperm[r]];
-        for (int i = 0; i < j->nsk; i++) {
-            int b = e->post_bit[JSK(e, j, i)];
-            if (b >= 0)
-                e->rmask[2 * r + !JREQ(e, j, i)] |= 1ULL << b;
+    size_t rw = ((size_t)n + 63) / 64;
+    for (size_t q = 0; q < rw; q++) {
+        uint64_t blk[128] = {0};
+        for (int r = (int)(64 * q); r < n && r < (int)(64 * q + 64); r++) {
+            const rjob *j = &e->jobs[e->wperm[r]];
+            unsigned cr = 0, cn = 0;
+            for (int i = 0; i < j->nsk; i++) {
+                int b = e->post_bit[JSK(e, j, i)];
+                if (b >= 0) {
+                    int req = JREQ(e, j, i);
+                    blk[2 * b + !req] |= 1ULL << (r % 64);
+                    cr += (unsigned)req;
+                    cn += (unsigned)!req;
+                }
+            }
+            e->rcw[r] = (uint8_t)((cr < 31 ? cr : 31) | (cn < 7 ? cn : 7) << 5);
+            if (r == 0 || memcmp(&j->wsum, &e->jobs[e->wperm[r - 1]].wsum, 4))
+                ncls++;
+            e->rcls[r] = (uint32_t)(ncls - 1);
         }
-        if (r == 0 || memcmp(&j->wsum, &e->jobs[e->wperm[r - 1]].wsum, 4))
-            ncls++;
-        e->rcls[r] = (uint32_t)(ncls - 1);
+        for (int x = 0; x < 128; x++)
+            e->rbits[(size_t)x * rw + q] = blk[x];
     }
     e->cls_w = malloc(sizeof(float) * (size_t)(ncls ? ncls : 1));
     e->cls_lw = malloc(sizeof(float) * (size_t)(ncls ? ncls : 1));
@@ -1828,27 +1845,40 @@ static int64_t filter_allow(const rank_engine *e, const rank_filters *f, int pos
  * their credit (1 for a have-match, 0.5 for a partial one). Each vocabulary
  * skill has either a postings list (entries: the job's rank and whether it
  * requires the skill) or, for the 64 skills most jobs list, a bit in two
- * per-job masks (listed as required, as nice-to-have). Jobs are ranked by
- * wsum ascending; the per-rank data (masks, wsum class, skills) is laid out
- * in that order.
+ * bitmaps over the ranks (listed as required, as nice-to-have: rbits).
+ * Jobs are ranked by wsum ascending; the per-rank data (bitmaps, wsum
+ * class, skills) is laid out in that order.
  *
  * For a job not scored yet at rank r the bound is
- *     (sum over users u of lnum[u][level_u]) / n - lw(wsum)
- *       + w_c gotb / (wsum + shrink),
- * with level_u from the masks and from the postings entries at r (exact:
- * every list of every user's have-matches is merged), and gotb = the masked
- * skills' exact credit + the weight found on the lists + 0.5 times the rest
- * of wsum (the other skills can be partial matches at most). g_u = the most
- * user skill u can add, max(lnum[u][1], lnum[u][2]) - lnum[u][0].
+ *     ll / n - lw(wsum) + w_c gotb / (wsum + shrink),
+ * ll = sum over users u of lnum[u][level_u], with level_u from the masked
+ * bits and from the postings entries at r (exact: every list of every
+ * user's have-matches is merged), and gotb = the masked skills' exact credit
+ * + the weight found on the lists + 0.5 times the rest of wsum (the other
+ * skills can be partial matches at most). g_u = the most user skill u can
+ * add, max(lnum[u][1], lnum[u][2]) - lnum[u][0]; L0 = sum of lnum[u][0].
+ * thr = the heap's worst less a margin (SLACK), once the heap is full: a
+ * job whose bound is below thr cannot enter it.
+ * 0. When few jobs pass the filters (at most 1/64 of them), each is scored:
+ *    cheaper than bounding ranks most of which the filters drop.
  * 1. The dirty jobs (put since the build) are scored.
- * 2. The lists of all user skills' have-matches are merged by rank: a job on
- *    them is scored if its bound reaches the heap's worst. The merge ends
- *    at the first rank from which even L0 + the g of every user, plus the
- *    largest -lw(wsum) + w_c wsum / (wsum + shrink) there, cannot.
- * 3. The jobs in rank order, with the same bound (nothing found on lists),
- *    until the same kind of end (with only the users that have masked
- *    matches adding). A job on the lists that step 2 skipped was proven out
- *    already, so bounding it now as if it had none only underestimates it.
+ * 2. The lists of all user skills' have-matches are merged by rank, in
+ *    windows of W ranks: each list's entries in the window are spread into
+ *    per-rank levels (no heap of cursors); then, a word of 64 ranks at a
+ *    time, the masked matches' levels are added from the bitmaps, and each
+ *    listed rank is bounded: ll at once, from tables; the ranks passing that
+ *    first test wait while their data is prefetched, then take it again
+ *    with thr as it is then and the finer coverage bound, and are scored.
+ *    The merge ends at the first rank from which even L0 + the g of every
+ *    user, plus the largest -lw(wsum) + w_c wsum / (wsum + shrink) there,
+ *    cannot reach thr.
+ * 3. The jobs in rank order with only the masked matches (nothing found on
+ *    lists), 64 ranks at a time: from the bitmaps of the users' masked
+ *    matches, a word of the ranks whose ll can reach what thr leaves (see
+ *    the step), then those ranks one by one as in step 2; until the same
+ *    kind of end (with only the users that have masked matches adding). A
+ *    job on the lists that step 2 skipped was proven out already, so
+ *    bounding it now as if it had none only underestimates it.
  * A job skipped scores below C jobs already in the heap, so the heap ends as
  * the reference path's. Bounds are in double, with a margin far above the
  * rounding of the float scores. Returns 0, 1 when this path does not apply
@@ -1865,13 +1895,11 @@ static inline int pc64(uint64_t x)
 /* A cursor on a postings list: post[post_off[s] .. post_off[s + 1]), one
  * LEB128 varint per entry, (rank - the previous entry's rank - 1) << 1 |
  * required (the first entry: rank << 1 | required), ranks ascending: 21 MB
- * at 1M jobs where 16-bit entries took 34. A second decoder runs
- * PCUR_AHEAD entries ahead and prefetches the per-rank data of its rank. */
-#define PCUR_AHEAD 8
+ * at 1M jobs where 16-bit entries took 34. */
 typedef struct pcur {
-    uint32_t pos, end, rank;   /* the current entry: rank, req; pos: the next */
-    uint32_t apos, arank;      /* the decoder ahead */
-    int req, u;
+    uint32_t pos, end, rank;   /* the current entry (rank UINT32_MAX: the list
+                                * is done); pos: the next */
+    int req, a;                /* a: the list's user, as an index in act[] */
 } pcur;
 
 static inline uint32_t leb_get(const uint8_t *p, uint32_t *pos)
@@ -1888,35 +1916,40 @@ static inline uint32_t leb_get(const uint8_t *p, uint32_t *pos)
     }
 }
 
-/* Move to the next entry; 0 at the list's end. */
-static inline int pcur_next(const rank_engine *e, pcur *c)
+/* A cursor on skill s's list for act[a], at its first entry; 0 if empty. */
+static inline int pcur_start(const rank_engine *e, pcur *c, int s, int a)
 {
+    *c = (pcur){.pos = e->post_off[s], .end = e->post_off[s + 1], .rank = UINT32_MAX, .a = a};
     if (c->pos >= c->end)
         return 0;
     uint32_t x = leb_get(e->post, &c->pos);
-    c->rank += 1 + (x >> 1);
+    c->rank = x >> 1;
     c->req = (int)(x & 1);
-    if (c->apos < c->end) {
-        x = leb_get(e->post, &c->apos);
-        c->arank += 1 + (x >> 1);
-        __builtin_prefetch(&e->rcls[c->arank]);
-        __builtin_prefetch(&e->rmask[2 * c->arank]);
-    }
     return 1;
 }
 
-/* A cursor on skill s's list for user u, at its first entry; 0 if empty. */
-static inline int pcur_start(const rank_engine *e, pcur *c, int s, int u)
+static int cmp_double_desc(const void *a, const void *b)
 {
-    *c = (pcur){.pos = e->post_off[s], .end = e->post_off[s + 1], .rank = UINT32_MAX, .u = u};
-    c->apos = c->pos;
-    c->arank = UINT32_MAX;
-    for (int k = 0; k < PCUR_AHEAD && c->apos < c->end; k++)
-        c->arank += 1 + (leb_get(e->post, &c->apos) >> 1);
-    return pcur_next(e, c);
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
 }
 
-static int skill_pass_fast(const rank_engine *e, const rprofile *p, const uint64_t *allow, heap *h,
+/* Step 0 applies to at most 1/SP_FEW of the jobs. */
+#define SP_FEW 64
+/* Step 2's window: ranks merged at a time (fewer when many users list). */
+#define SP_WINDOW 4096
+/* Step 3 lists the least level combinations that pass while at most this
+ * many users have masked matches (3^6 combinations). */
+#define SP_TERM_USERS 6
+
+/* A rank of step 2's window waiting for RANK_BELOW: its ll, the weight
+ * found on the lists, its class bound. */
+typedef struct s2cand {
+    uint32_t r;
+    double ll, found, cb;
+} s2cand;
+
+static int skill_pass_fast(const rank_engine *e, const rprofile *p, const uint64_t *allow, int64_t nallow, heap *h,
                            unsigned char *ucredit, int64_t *scored)
 {
     if (!e->accel || e->reference || p->n < 1)
@@ -1925,19 +1958,23 @@ static int skill_pass_fast(const rank_engine *e, const rprofile *p, const uint64
     double L0 = 0;
     double *g = malloc(sizeof(double) * (size_t)n);
     int *uoff = calloc((size_t)n + 2, sizeof(int)), *hs = NULL;
-    int *act = malloc(sizeof(int) * (size_t)n), *touched = malloc(sizeof(int) * (size_t)n);
+    int *act = malloc(sizeof(int) * (size_t)n);
     uint64_t *M = calloc((size_t)n, sizeof(uint64_t));
-    unsigned char *mlev = calloc((size_t)n, 1);
     uint64_t *seen = calloc((size_t)e->livebits_words, sizeof(uint64_t));
     pcur *cur = NULL;
-    int *ch = NULL; /* a binary heap of cursors by their current rank */
-    if (!g || !uoff || !act || !touched || !M || !mlev || !seen) {
+    uint64_t *lev = NULL;
+    uint32_t *nreq = NULL;
+    s2cand *wc2 = NULL;
+    double *qt = NULL, *S = NULL, *Ss = NULL;
+    int *tk = NULL, *tend = NULL;
+    uint64_t tb[SP_WINDOW / 64] = {0};
+    if (!g || !uoff || !act || !M || !seen) {
         rc = JM_ENOMEM;
         goto out;
     }
     for (int u = 0; u < n; u++) {
         double l0 = p->lnum[3 * u], m = fmax(p->lnum[3 * u + 1], p->lnum[3 * u + 2]);
-        if (!isfinite(l0) || !isfinite(m) || m < l0) {
+        if (!isfinite(l0) || !isfinite(m) || m < l0 || p->lnum[3 * u + 1] < l0) {
             rc = 1;
             goto out;
         }
@@ -1970,8 +2007,7 @@ static int skill_pass_fast(const rank_engine *e, const rprofile *p, const uint64
         uoff[u + 2] += uoff[u + 1];
     hs = malloc(sizeof(int) * (size_t)(uoff[n + 1] ? uoff[n + 1] : 1));
     cur = malloc(sizeof(pcur) * (size_t)(uoff[n + 1] ? uoff[n + 1] : 1));
-    ch = malloc(sizeof(int) * (size_t)(uoff[n + 1] ? uoff[n + 1] : 1));
-    if (!hs || !cur || !ch) {
+    if (!hs || !cur) {
         rc = JM_ENOMEM;
         goto out;
     }
@@ -1990,9 +2026,37 @@ static int skill_pass_fast(const rank_engine *e, const rprofile *p, const uint64
             cst += p->lnum[3 * u];
         }
     }
+    /* The nm users with masked have-matches (at most 64: the M[u] are
+     * disjoint): user i is act[mact[i]], its masked matches are the bits
+     * mlist[moff[i] .. moff[i + 1]); from them it adds d1[i] (listed as
+     * nice-to-have) or d2[i] (required) to L0. rbl[]: the masked skills
+     * the finer coverage bound reads, the partial matches or better. */
+    double d1[64], d2[64];
+    int nm = 0, moff[65], mlist[64], mact[64], rbl[64], nrb = 0;
+    moff[0] = 0;
+    for (int a = 0; a < nact; a++) {
+        int u = act[a];
+        if (M[u]) {
+            d1[nm] = p->lnum[3 * u + 1] - p->lnum[3 * u];
+            d2[nm] = p->lnum[3 * u + 2] - p->lnum[3 * u];
+            mact[nm] = a;
+            moff[nm + 1] = moff[nm];
+            for (int b = 0; b < 64; b++)
+                if (M[u] >> b & 1)
+                    mlist[moff[nm + 1]++] = b;
+            nm++;
+        }
+    }
+    for (int b = 0; b < 64; b++)
+        if ((B1 | Bh) >> b & 1)
+            rbl[nrb++] = b;
+    size_t rw = ((size_t)e->wperm_n + 63) / 64; /* words a bitmap */
+    const uint64_t *rb = e->rbits;
     float wcf = e->o.w.coverage;
 #define SLACK(t) (1e-4 * (1.0 + fabs(t) + fabs(l0n)) + 1e-5 * nn)
-#define BELOW(bound) (h->n == h->cap && (bound) < (double)h->c[0].score - SLACK(h->c[0].score))
+#define THR() (h->n == h->cap ? (double)h->c[0].score - SLACK(h->c[0].score) : -INFINITY)
+#define BELOW(bound) ((bound) < thr)
+    double thr = THR(); /* kept current by the VISITs */
 #define VISIT(SLOT)                                                                                   \
     do {                                                                                              \
         int s_ = (int)(SLOT);                                                                         \
@@ -2003,6 +2067,7 @@ static int skill_pass_fast(const rank_engine *e, const rprofile *p, const uint64
             score_skills(e, p, &e->jobs[s_], ucredit, &x_.q, &x_.c);                                  \
             x_.score = x_.q + wcf * x_.c;                                                             \
             heap_push(h, x_);                                                                         \
+            thr = THR();                                                                              \
             (*scored)++;                                                                              \
         }                                                                                             \
     } while (0)
@@ -2020,25 +2085,36 @@ static int skill_pass_fast(const rank_engine *e, const rprofile *p, const uint64
                        e->cls_logf[c_], ucredit, &x_.q, &x_.c);                                       \
             x_.score = x_.q + wcf * x_.c;                                                             \
             heap_push(h, x_);                                                                         \
+            thr = THR();                                                                              \
             (*scored)++;                                                                              \
         }                                                                                             \
     } while (0)
-    /* Is the bound of a job at rank r not scored yet, given mlev[] and the
-     * weight found on the lists, below the heap's worst? First with the
-     * largest coverage, then (only when that is not enough) the finer one. */
-#define RANK_BELOW(r, found)                                                                          \
+    /* Does the job at rank R pass the filters, and is it not scored yet? */
+#define RANK_OPEN(R)                                                                                  \
     ({                                                                                                \
-        uint64_t rq_ = e->rmask[2 * (r)], nc_ = e->rmask[2 * (r) + 1];                                \
-        double ll_ = cst;                                                                             \
-        for (int i_ = 0; i_ < nact; i_++) {                                                           \
-            int u_ = act[i_], l_ = (rq_ & M[u_]) ? 2 : (nc_ & M[u_]) ? 1 : 0;                         \
-            ll_ += p->lnum[3 * u_ + (mlev[u_] > l_ ? mlev[u_] : l_)];                                 \
-        }                                                                                             \
-        uint32_t c_ = e->rcls[r];                                                                     \
-        double w_ = e->cls_w[c_], q_ = ll_ / nn + e->cls_lw[c_], cov_ = wc * w_ / (w_ + shrink);      \
+        uint32_t s_ = e->wperm[(R)];                                                                  \
+        (allow[s_ / 64] >> (s_ % 64) & 1) && !(seen[s_ / 64] >> (s_ % 64) & 1);                      \
+    })
+    /* Is the bound of the job at rank R (not scored yet) below thr, given
+     * LL = its ll (cst + the sum over the users act[a] of lnum at the level
+     * its masked bits and the lists give) and the weight found on the
+     * lists? First with the largest coverage, then (only when that is not
+     * enough) the finer one, for which rq_ and nc_ gather the job's bits of
+     * rbl[] (required, nice-to-have); rcw's counts of its masked skills are
+     * capped, which can only make rw_ larger. */
+#define RBIT(b, k, r) (rb[(size_t)(2 * (b) + (k)) * rw + (r) / 64] >> ((r) % 64) & 1)
+#define RANK_BELOW(R, LL, found)                                                                      \
+    ({                                                                                                \
+        uint32_t r_ = (R), c_ = e->rcls[r_];                                                          \
+        double w_ = e->cls_w[c_], q_ = (LL) / nn + e->cls_lw[c_], cov_ = wc * w_ / (w_ + shrink);     \
         int below_ = BELOW(q_ + cov_);                                                                \
         if (!below_ && wc > 0) {                                                                      \
-            double cw_ = pc64(rq_) + nice * pc64(nc_);                                                \
+            uint64_t rq_ = 0, nc_ = 0;                                                                \
+            for (int i_ = 0; i_ < nrb; i_++) {                                                        \
+                rq_ |= RBIT(rbl[i_], 0, r_) << rbl[i_];                                               \
+                nc_ |= RBIT(rbl[i_], 1, r_) << rbl[i_];                                               \
+            }                                                                                         \
+            double cw_ = RCW_REQ(e->rcw[r_]) + nice * RCW_NICE(e->rcw[r_]);                           \
             double gc_ = pc64(rq_ & B1) + 0.5 * pc64(rq_ & Bh) + nice * (pc64(nc_ & B1) + 0.5 * pc64(nc_ & Bh)); \
             double rw_ = w_ - cw_ - (found);                                                          \
             double got_ = gc_ + (found) + (rw_ > 0 ? 0.5 * rw_ : 0);                                  \
@@ -2046,99 +2122,302 @@ static int skill_pass_fast(const rank_engine *e, const rprofile *p, const uint64
         }                                                                                             \
         below_;                                                                                       \
     })
+    /* For word q of the bitmaps (ranks 64q .. 64q + 63): G[2i] = the ranks
+     * listing one of user i's masked matches, G[2i + 1] = requiring one. */
+    uint64_t G[128];
+#define MASK_WORDS(q)                                                                                 \
+    for (int i_ = 0; i_ < nm; i_++) {                                                                 \
+        uint64_t R_ = 0, A_ = 0;                                                                      \
+        for (int j_ = moff[i_]; j_ < moff[i_ + 1]; j_++) {                                            \
+            R_ |= rb[(size_t)(2 * mlist[j_]) * rw + (q)];                                             \
+            A_ |= rb[(size_t)(2 * mlist[j_] + 1) * rw + (q)];                                         \
+        }                                                                                             \
+        G[2 * i_] = A_ | R_;                                                                          \
+        G[2 * i_ + 1] = R_;                                                                           \
+    }
+    /* 0. Few jobs pass the filters: each is scored, 16 at a time, their
+     * records then their skills fetched ahead. */
+    if (nallow <= (int64_t)e->wperm_n / SP_FEW) {
+        int batch[16], nbat = 0;
+#define SCORE_BATCH()                                                                                 \
+    do {                                                                                              \
+        for (int i_ = 0; i_ < nbat; i_++)                                                             \
+            __builtin_prefetch((const char *)e->arena +                                               \
+                               (e->arena16 ? 2 : 4) * (size_t)e->jobs[batch[i_]].sk_off);             \
+        for (int i_ = 0; i_ < nbat; i_++)                                                             \
+            VISIT(batch[i_]);                                                                         \
+        nbat = 0;                                                                                     \
+    } while (0)
+        for (int w = 0; w < e->livebits_words; w++)
+            for (uint64_t bits = allow[w]; bits; bits &= bits - 1) {
+                batch[nbat] = w * 64 + __builtin_ctzll(bits);
+                __builtin_prefetch(&e->jobs[batch[nbat]]);
+                if (++nbat == 16)
+                    SCORE_BATCH();
+            }
+        SCORE_BATCH();
+#undef SCORE_BATCH
+        goto out;
+    }
     /* 1. */
     for (int i = 0; i < e->ndirty; i++)
         VISIT(e->dirty_list[i]);
     if (!e->wperm_n)
         goto out;
-    /* 2. */
-    int nc = 0, nh = 0;
-    for (int u = 0; u < n; u++)
-        for (int i = uoff[u]; i < uoff[u + 1]; i++)
-            nc += pcur_start(e, &cur[nc], hs[i], u);
-#define CRANK(i) (cur[i].rank)
-    for (int i = 0; i < nc; i++) { /* heapify by insertion */
-        int k = nh++;
-        ch[k] = i;
-        while (k > 0 && CRANK(ch[(k - 1) / 2]) > CRANK(ch[k])) {
-            int t = ch[k];
-            ch[k] = ch[(k - 1) / 2];
-            ch[(k - 1) / 2] = t;
-            k = (k - 1) / 2;
-        }
+    /* 2. The window's entries go into per-rank levels (lev: nw words a rank,
+     * 2 bits per user act[a]: 01 listed, 11 required, so that or-ing keeps
+     * the higher) and counts (nreq: required, nice-to-have), with a bit per
+     * rank listed (tb). ll = cst0 + the sum over the level bytes of
+     * qt[byte] (four users a byte). */
+    int nw = (nact + 31) / 32, nb = (nact + 3) / 4;
+    uint32_t W = SP_WINDOW;
+    while (W > 64 && (size_t)W * (size_t)nw > SP_WINDOW)
+        W /= 2;
+    lev = calloc((size_t)W * (size_t)(nw ? nw : 1), sizeof(uint64_t));
+    nreq = calloc(2 * (size_t)W, sizeof(uint32_t));
+    wc2 = malloc(sizeof(s2cand) * W);
+    qt = malloc(sizeof(double) * 256 * (size_t)(nb ? nb : 1));
+    if (!lev || !nreq || !wc2 || !qt) {
+        rc = JM_ENOMEM;
+        goto out;
     }
-    while (nh > 0) {
-        uint32_t r = CRANK(ch[0]);
-        if (BELOW(lmax / nn + e->cls_bound[e->rcls[r]]))
+    double cst0 = cst;
+    for (int a = 0; a < nact; a++)
+        cst0 += p->lnum[3 * act[a]];
+    for (int j = 0; j < nb; j++)
+        for (int x = 0; x < 256; x++) {
+            double t = 0;
+            for (int i = 0; i < 4 && 4 * j + i < nact; i++) {
+                int u = act[4 * j + i], l = (((x >> 2 * i) & 3) + 1) >> 1;
+                t += p->lnum[3 * u + l] - p->lnum[3 * u];
+            }
+            qt[256 * j + x] = t;
+        }
+    int nc = 0;
+    for (int a = 0; a < nact; a++)
+        for (int i = uoff[act[a]]; i < uoff[act[a] + 1]; i++)
+            nc += pcur_start(e, &cur[nc], hs[i], a);
+    double stop2 = lmax / nn, inv = 1 / nn;
+    for (uint32_t w0 = 0; nc > 0 && w0 < (uint32_t)e->wperm_n; w0 += W) {
+        if (BELOW(stop2 + e->cls_bound[e->rcls[w0]]))
             break;
-        int nt = 0;
-        double found = 0;
-        while (nh > 0 && CRANK(ch[0]) == r) {
-            pcur *c = &cur[ch[0]];
-            int req = c->req, u = c->u;
-            if (!mlev[u])
-                touched[nt++] = u;
-            if (mlev[u] < (req ? 2 : 1))
-                mlev[u] = (unsigned char)(req ? 2 : 1);
-            found += req ? 1.0 : nice;
-            if (!pcur_next(e, c))
-                ch[0] = ch[--nh];
-            for (int k = 0;;) { /* sift down */
-                int l = 2 * k + 1, rr = l + 1, m = k;
-                if (l < nh && CRANK(ch[l]) < CRANK(ch[m]))
-                    m = l;
-                if (rr < nh && CRANK(ch[rr]) < CRANK(ch[m]))
-                    m = rr;
-                if (m == k)
+        uint32_t w1 = w0 + W;
+        const uint8_t *post = e->post;
+        for (int i = 0; i < nc;) {
+            pcur *c = &cur[i];
+            uint64_t *lw = lev + (c->a >> 5);
+            int sh = 2 * (c->a & 31);
+            uint32_t pos = c->pos, end = c->end, rank = c->rank;
+            int req = c->req;
+            while (rank < w1) {
+                uint32_t k = rank - w0;
+                lw[(size_t)k * (size_t)nw] |= (uint64_t)(1 + 2 * req) << sh;
+                nreq[2 * k + !req]++;
+                tb[k / 64] |= 1ULL << (k % 64);
+                __builtin_prefetch(&e->rcls[rank]); /* read when the window is bounded */
+                if (pos >= end) {
+                    rank = UINT32_MAX;
                     break;
-                int t = ch[k];
-                ch[k] = ch[m];
-                ch[m] = t;
-                k = m;
+                }
+                uint32_t x = leb_get(post, &pos);
+                rank += 1 + (x >> 1);
+                req = (int)(x & 1);
+            }
+            c->pos = pos;
+            c->rank = rank;
+            c->req = req;
+            if (rank == UINT32_MAX)
+                cur[i] = cur[--nc];
+            else
+                i++;
+        }
+        /* (a) the listed ranks' ll and the first test with thr as it is; the
+         * ranks passing wait in wc2[] while (b) their data is fetched, then
+         * (c) take it again with thr as it is then, and RANK_BELOW */
+        int nca = 0, stop = 0;
+        for (uint32_t wd = 0; wd < W / 64 && !stop; wd++) {
+            uint64_t T = tb[wd];
+            if (!T)
+                continue;
+            tb[wd] = 0;
+            if (nm) {
+                MASK_WORDS(w0 / 64 + wd)
+                for (int i = 0; i < nm; i++) {
+                    uint64_t *lw = lev + (size_t)wd * 64 * (size_t)nw + (mact[i] >> 5);
+                    int sh = 2 * (mact[i] & 31);
+                    for (uint64_t x = G[2 * i] & T; x; x &= x - 1) {
+                        int j = __builtin_ctzll(x);
+                        lw[(size_t)j * (size_t)nw] |= (uint64_t)(1 + 2 * (G[2 * i + 1] >> j & 1)) << sh;
+                    }
+                }
+            }
+            for (uint64_t bits = T; bits; bits &= bits - 1) {
+                uint32_t k = wd * 64 + (uint32_t)__builtin_ctzll(bits), r = w0 + k;
+                double cb = e->cls_bound[e->rcls[r]];
+                if (BELOW(stop2 + cb)) {
+                    stop = 1; /* and so is every rank after r */
+                    break;
+                }
+                uint64_t *lv = &lev[(size_t)k * (size_t)nw];
+                double ll = cst0;
+                for (int j = 0; j < nb; j++)
+                    ll += qt[256 * j + (lv[j / 8] >> (8 * (j % 8)) & 255)];
+                if (!BELOW(ll * inv + cb)) {
+                    wc2[nca++] = (s2cand){r, ll, nreq[2 * k] + nice * nreq[2 * k + 1], cb};
+                    __builtin_prefetch(&e->roff[r]);
+                    __builtin_prefetch(&e->wperm[r]);
+                }
+                for (int j = 0; j < nw; j++)
+                    lv[j] = 0;
+                nreq[2 * k] = nreq[2 * k + 1] = 0;
             }
         }
-        /* first without its masks (users with masked matches at their most),
-         * which spares reading them for most entries */
-        double lq = cst;
-        for (int i = 0; i < nact; i++) {
-            int u = act[i];
-            lq += M[u] ? p->lnum[3 * u] + g[u] : p->lnum[3 * u + mlev[u]];
+        for (int i = 0; i < nca; i++) { /* (b) */
+            uint32_t r = wc2[i].r, s = e->wperm[r];
+            __builtin_prefetch(&allow[s / 64]);
+            __builtin_prefetch(&seen[s / 64]);
+            __builtin_prefetch((const char *)e->arena + (e->arena16 ? 2 : 4) * (size_t)e->roff[r]);
+            for (int j = 0; j < nrb && wc > 0; j++) {
+                __builtin_prefetch(&rb[(size_t)(2 * rbl[j]) * rw + r / 64]);
+                __builtin_prefetch(&rb[(size_t)(2 * rbl[j] + 1) * rw + r / 64]);
+            }
         }
-        uint32_t cq = e->rcls[r];
-        if (!BELOW(lq / nn + e->cls_bound[cq]) && !RANK_BELOW(r, found))
-            VISIT_RANK(r);
-        for (int i = 0; i < nt; i++)
-            mlev[touched[i]] = 0;
-    }
-#undef CRANK
-    /* 3. merged users' listed have-matches no longer count for anyone */
-    double lmax3 = L0;
-    for (int u = 0; u < n; u++)
-        if (M[u])
-            lmax3 += g[u];
-    int r = 0;
-    for (; r < e->wperm_n; r++) {
-        if (BELOW(lmax3 / nn + e->cls_bound[e->rcls[r]]))
+        for (int i = 0; i < nca; i++) /* (c) */
+            if (!BELOW(wc2[i].ll * inv + wc2[i].cb) && RANK_OPEN(wc2[i].r) &&
+                !RANK_BELOW(wc2[i].r, wc2[i].ll, wc2[i].found))
+                VISIT_RANK(wc2[i].r);
+        if (stop)
             break;
-        if (RANK_BELOW(r, 0.0))
-            continue;
-        VISIT_RANK(r);
     }
+    /* 3. For word q, with base = the class bound of its first rank (no
+     * smaller for the ranks after), a rank can pass when its users' d sum S
+     * (ll = L0 + S) reaches t = (thr - base) n - L0. With nm <=
+     * SP_TERM_USERS, the ranks that do are the union over the least
+     * combinations of levels that reach t of the and of their G words
+     * (terms: tk[], ending at tend[]); that set changes only when t crosses
+     * one of the 3^nm sums (S by combination, Ss descending; t only grows,
+     * as thr does and the class bound falls). Else, and when the terms are
+     * many, S is summed for each rank that lists one. */
+    double lmax3 = L0;
+    for (int i = 0; i < nm; i++)
+        lmax3 += d2[i] > d1[i] ? d2[i] : d1[i];
+    double stop3 = lmax3 / nn;
+    int NL = 1, cnt = -1, ntm = 0;
+    for (int i = 0; i < nm && i <= SP_TERM_USERS; i++)
+        NL *= 3;
+    if (nm <= SP_TERM_USERS) {
+        S = malloc(sizeof(double) * (size_t)NL);
+        Ss = malloc(sizeof(double) * (size_t)NL);
+        tk = malloc(sizeof(int) * (size_t)NL * (size_t)(nm ? nm : 1));
+        tend = malloc(sizeof(int) * (size_t)NL);
+        if (!S || !Ss || !tk || !tend) {
+            rc = JM_ENOMEM;
+            goto out;
+        }
+        for (int x = 0; x < NL; x++) {
+            double s = 0;
+            for (int i = 0, y = x; i < nm; i++, y /= 3)
+                s += y % 3 == 2 ? d2[i] : y % 3 == 1 ? d1[i] : 0;
+            S[x] = Ss[x] = s;
+        }
+        qsort(Ss, (size_t)NL, sizeof(double), cmp_double_desc);
+    }
+    for (uint32_t q = 0; q < (uint32_t)rw; q++) {
+        double base = e->cls_bound[e->rcls[64 * q]];
+        if (BELOW(stop3 + base))
+            break;
+        double t = thr == -INFINITY ? -INFINITY : (thr - base) * nn - L0;
+        t -= 1e-9 * (1.0 + fabs(t) + fabs(L0)); /* for moving the terms: far below SLACK */
+        MASK_WORDS(q)
+        uint64_t P = 0;
+        if (t <= 0) {
+            P = ~0ULL;
+        } else if (nm <= SP_TERM_USERS) {
+            int c2 = cnt < 0 ? NL : cnt;
+            while (c2 > 0 && Ss[c2 - 1] < t)
+                c2--;
+            while (c2 < NL && Ss[c2] >= t)
+                c2++;
+            if (c2 != cnt) { /* the least combinations reaching t */
+                cnt = c2;
+                ntm = 0;
+                for (int x = 0, nt = 0; x < NL; x++) {
+                    if (!(S[x] >= t))
+                        continue;
+                    int least = 1;
+                    for (int i = 0, p3 = 1; i < nm && least; i++, p3 *= 3)
+                        if ((x / p3) % 3 && S[x - p3] >= t)
+                            least = 0;
+                    if (!least)
+                        continue;
+                    for (int i = 0, p3 = 1; i < nm; i++, p3 *= 3)
+                        if ((x / p3) % 3)
+                            tk[nt++] = 2 * i + ((x / p3) % 3 == 2);
+                    tend[ntm++] = nt;
+                }
+            }
+            if (!ntm || tend[ntm - 1] <= 256) {
+                for (int m = 0, k = 0; m < ntm; m++) {
+                    uint64_t a = ~0ULL;
+                    for (; k < tend[m]; k++)
+                        a &= G[tk[k]];
+                    P |= a;
+                }
+                goto word;
+            }
+        }
+        if (t > 0) {
+            uint64_t any = 0;
+            for (int i = 0; i < nm; i++)
+                any |= G[2 * i];
+            for (; any; any &= any - 1) {
+                int j = __builtin_ctzll(any);
+                double s = 0;
+                for (int i = 0; i < nm; i++)
+                    s += G[2 * i + 1] >> j & 1 ? d2[i] : G[2 * i] >> j & 1 ? d1[i] : 0;
+                if (s >= t)
+                    P |= 1ULL << j;
+            }
+        }
+    word:
+        if (64 * (size_t)q + 64 > (size_t)e->wperm_n)
+            P &= (1ULL << (e->wperm_n - 64 * q)) - 1;
+        for (; P; P &= P - 1) {
+            int j = __builtin_ctzll(P);
+            uint32_t r = 64 * q + (uint32_t)j;
+            if (!RANK_OPEN(r))
+                continue;
+            double ll = L0;
+            for (int i = 0; i < nm; i++)
+                ll += G[2 * i + 1] >> j & 1 ? d2[i] : G[2 * i] >> j & 1 ? d1[i] : 0;
+            if (!RANK_BELOW(r, ll, 0.0))
+                VISIT_RANK(r);
+        }
+    }
+#undef MASK_WORDS
 #undef RANK_BELOW
+#undef RBIT
+#undef RANK_OPEN
 #undef VISIT_RANK
 #undef VISIT
 #undef BELOW
+#undef THR
 #undef SLACK
 out:
     free(g);
     free(uoff);
     free(act);
-    free(touched);
     free(M);
-    free(mlev);
     free(hs);
     free(cur);
-    free(ch);
+    free(lev);
+    free(nreq);
+    free(wc2);
+    free(qt);
+    free(S);
+    free(Ss);
+    free(tk);
+    free(tend);
     free(seen);
     return rc;
 }
@@ -2355,7 +2634,7 @@ int rank_recommend(rank_engine *e, bert_pool *pool, const rank_query *q, rank_re
     }
     out->considered = considered;
     STAGE("filters");
-    int fast = considered ? skill_pass_fast(e, &p, allow, &h, ucredit, &scored) : 0;
+    int fast = considered ? skill_pass_fast(e, &p, allow, considered, &h, ucredit, &scored) : 0;
     if (fast == JM_ENOMEM) {
         rc = jm_fail(err, JM_ENOMEM, "out of memory");
         goto out;
@@ -2631,7 +2910,7 @@ int rank_skill_candidates(rank_engine *e, bert_pool *pool, const rank_query *q, 
         rc = jm_fail(err, JM_ENOMEM, "out of memory");
     if (rc == JM_OK && (considered = filter_allow(e, &q->filters, posted_since, allow, e->reference)) < 0)
         rc = jm_fail(err, JM_ENOMEM, "out of memory");
-    int f = rc == JM_OK && considered ? skill_pass_fast(e, &p, allow, &h, ucredit, &scored) : 1;
+    int f = rc == JM_OK && considered ? skill_pass_fast(e, &p, allow, considered, &h, ucredit, &scored) : 1;
     if (f == JM_ENOMEM)
         rc = jm_fail(err, JM_ENOMEM, "out of memory");
     else if (rc == JM_OK && f == 1)

@@ -86,15 +86,23 @@ struct rank_engine {
     int accel;                 /* 1 when the structures below are valid */
     int post_nv;               /* vocabulary size at the build */
     signed char *post_bit;     /* per skill < post_nv: its bit (0..63) in the
-                                * masks below for the 64 skills most jobs list,
-                                * else -1: the skill has a postings list */
+                                * bitmaps below (rbits) for the 64 skills most
+                                * jobs list, else -1: the skill has a postings
+                                * list */
     uint32_t *post_off;        /* the jobs listing skill s (post_bit[s] < 0), by */
     uint8_t *post;             /* rank ascending: post[post_off[s] .. post_off[s + 1]),
                                 * delta-coded varints (rank.c, pcur) */
     int wperm_n;               /* live jobs at the build; by rank r = their order */
     uint32_t *wperm;           /* by wsum ascending: wperm[r] is a slot */
-    uint64_t *rmask;           /* rmask[2r], [2r + 1]: the masked skills job
-                                * wperm[r] lists as required, as nice-to-have */
+    uint64_t *rbits;           /* the masked skills by rank, as bitmaps: with
+                                * rw = (wperm_n + 63) / 64 words a bitmap, bit
+                                * r % 64 of rbits[(2b + k) * rw + r / 64] is set
+                                * when job wperm[r] lists the skill of bit b
+                                * (0..63) as required (k = 0), as nice-to-have
+                                * (k = 1); 128 bitmaps, 16 bytes a job */
+    uint8_t *rcw;              /* rcw[r]: how many masked skills job wperm[r]
+                                * lists as required (RCW_REQ, at most 31) and
+                                * as nice-to-have (RCW_NICE, at most 7) */
     uint32_t *roff;            /* job wperm[r]'s skills: arena[roff[r] .. roff[r + 1])
                                 * (the build lays the arena out in rank order) */
     uint32_t *rcls;            /* rcls[r]: the wsum class of job wperm[r] */
@@ -110,6 +118,10 @@ struct rank_engine {
     int reference;             /* tests: score every job (rank_set_reference) */
     vcache *cache;             /* embeddings of profile texts and unknown skills */
 };
+
+/* An rcw byte: min(required, 31) | min(nice-to-have, 7) << 5. */
+#define RCW_REQ(x) ((unsigned)(x) & 31)
+#define RCW_NICE(x) ((unsigned)(x) >> 5)
 
 /* Arena entry k (vocabulary index << 1 | required). */
 static inline uint32_t rank_ask(const rank_engine *e, size_t k)

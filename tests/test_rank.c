@@ -523,18 +523,28 @@ static char *snap(int rc, const rank_response *r)
     return b;
 }
 
+/* The kinds of queries compare_paths draws. */
+enum { Q_MIXED, Q_COMMON, Q_MANY };
+
 /* nq random queries, each by the fast path and by the reference: the skill
- * pass's candidates and the whole responses must be the same. Returns how
- * many queries took the fast path. */
-static int compare_paths(rank_engine *e, int nq, const char *tag, const char *stage)
+ * pass's candidates (and, when responses, the whole responses) must be the
+ * same. Q_MIXED: 1-6 skills, common and rare, some as people type them;
+ * Q_COMMON: 2-14 of the 30 skills most jobs list (every one a masked skill:
+ * up to 14 users with masked matches); Q_MANY: 30-44 skills of the whole
+ * pool (more than 32 users with matches). Returns how many queries took the
+ * fast path. */
+static int compare_paths(rank_engine *e, int nq, const char *tag, const char *stage, int kind, int responses)
 {
     int bad_c = 0, bad_r = 0, nfast = 0;
     for (int qi = 0; qi < nq; qi++) {
-        const char *sk[10];
-        int ns = 0, want = 1 + (int)(ur() * 6);
+        const char *sk[48];
+        int ns = 0, want = kind == Q_COMMON ? 2 + (int)(ur() * 13) : kind == Q_MANY ? 30 + (int)(ur() * 15)
+                                                                                    : 1 + (int)(ur() * 6);
         while (ns < want)
-            sk[ns++] = ur() < 0.15 ? typed[(int)(ur() * (sizeof typed / sizeof typed[0]))]
-                                   : pool[ur() < 0.5 ? pick_skill() : (int)(ur() * NPOOL)];
+            sk[ns++] = kind == Q_COMMON ? pool[(int)(ur() * 30)]
+                       : kind == Q_MANY ? pool[(int)(ur() * NPOOL)]
+                       : ur() < 0.15    ? typed[(int)(ur() * (sizeof typed / sizeof typed[0]))]
+                                        : pool[ur() < 0.5 ? pick_skill() : (int)(ur() * NPOOL)];
         rank_query q = {sk, ns, ur() < 0.6 ? 10 : 1 + (int)(ur() * 30), ur() < 0.15 ? 1 + (int)(ur() * 2) : 0, {0}};
         rank_filters_init(&q.filters);
         char exid[3][32];
@@ -583,6 +593,8 @@ static int compare_paths(rank_engine *e, int nq, const char *tag, const char *st
         free(sb);
         free(ca);
         free(cb);
+        if (!responses)
+            continue;
         rank_response x, y;
         rank_set_reference(e, 0);
         int rx = rank_recommend(e, pool_, &q, &x, &err);
@@ -657,7 +669,7 @@ static void equivalence_suite(const char *url, const char *tag)
             CHECK(0, "%s: rank_open: %s", tag, err.msg);
             break;
         }
-        int nf = compare_paths(e, round ? 150 : 250, tag, round ? "40 candidates" : "12 candidates");
+        int nf = compare_paths(e, round ? 150 : 250, tag, round ? "40 candidates" : "12 candidates", Q_MIXED, 1);
         CHECK(nf > 0, "%s: the fast path was taken (%d queries)", tag, nf);
         if (round == 0) {
             /* changes: new jobs, changed skills, deletions; then the dirty path */
@@ -678,11 +690,77 @@ static void equivalence_suite(const char *url, const char *tag)
             CHECK(rank_refresh(e, &applied, &err) == 0 && applied > 60, "%s: refresh applied %d: %s", tag, applied,
                   err.msg);
             CHECK(e->ndirty > 0 && e->accel, "%s: changed jobs are dirty (%d)", tag, e->ndirty);
-            compare_paths(e, 150, tag, "dirty jobs");
+            compare_paths(e, 150, tag, "dirty jobs", Q_MIXED, 1);
             rank_rebuild(e);
             CHECK(e->ndirty == 0 && e->accel, "%s: rebuilt", tag);
-            compare_paths(e, 150, tag, "rebuilt");
+            compare_paths(e, 150, tag, "rebuilt", Q_MIXED, 1);
+            compare_paths(e, 40, tag, "common skills", Q_COMMON, 1);
         }
+        rank_close(e);
+    }
+    for (int i = 0; i < N; i++)
+        db_job_clear(&js[i]);
+    free(js);
+    db_close(d);
+}
+
+/* The skill pass on more jobs than one window of step 2 holds (4,096 ranks;
+ * 5,000 is not a multiple of 64 either), some of them big (40-90 skills
+ * drawn from the common end: more masked skills than rcw counts), with
+ * queries of common skills, of many skills, and mixed ones. */
+static void skillpass_suite(const char *url, const char *tag)
+{
+    jm_err err = {0};
+    db *d = NULL;
+    if (db_open(url, &d, &err)) {
+        CHECK(0, "%s: open: %s", tag, err.msg);
+        return;
+    }
+    int N = 5000, dim = bert_dim(model), big = 0;
+    db_job *js = calloc((size_t)N, sizeof(db_job));
+    for (int i = 0; i < N; i++) {
+        gen_job(i, 0, &js[i]);
+        if (ur() < 0.05) {
+            db_job *j = &js[i];
+            for (int k = 0; k < j->nskills; k++)
+                free(j->skills[k].name);
+            free(j->skills);
+            int n = 40 + (int)(ur() * 51);
+            j->skills = calloc((size_t)n, sizeof(db_skill));
+            j->nskills = 0;
+            for (int k = 0; k < n; k++) {
+                j->skills[j->nskills].name = strdup(pool[pick_skill()]);
+                j->skills[j->nskills++].required = ur() < 0.7;
+            }
+            big++;
+        }
+    }
+    CHECK(db_upsert_jobs(d, js, N, NULL, &err) == 0, "%s: upsert: %s", tag, err.msg);
+    ej_opts eo = {.batch = 64, .progress = EJ_QUIET};
+    ej_stats st;
+    CHECK(vectors(d, dim, &err) == 0 && ej_run(d, pool_, bert_model_id(model), dim, &eo, &st, &err) == 0,
+          "%s: vectors: %s", tag, err.msg);
+    for (int round = 0; round < 2; round++) {
+        rank_opts o;
+        rank_opts_default(&o);
+        o.refresh_secs = -1;
+        o.candidates = round ? 300 : 30;
+        rank_engine *e = NULL;
+        if (rank_open(d, model, &o, &e, &err)) {
+            CHECK(0, "%s: rank_open: %s", tag, err.msg);
+            break;
+        }
+        int sat = 0;
+        for (int r = 0; r < e->wperm_n; r++)
+            sat += RCW_REQ(e->rcw[r]) == 31 || RCW_NICE(e->rcw[r]) == 7;
+        CHECK(e->accel && e->wperm_n > 4096 && e->wperm_n % 64 && sat > 0,
+              "%s: %d ranks, %d of %d big jobs with capped counts", tag, e->wperm_n, sat, big);
+        static const int kinds[] = {Q_COMMON, Q_MANY, Q_MIXED}, nqs[2][3] = {{30, 6, 24}, {20, 4, 16}};
+        static const char *names[] = {"common skills", "many skills", "mixed"};
+        int nf = 0;
+        for (int k = 0; k < 3; k++)
+            nf += compare_paths(e, nqs[round][k], tag, names[k], kinds[k], 0);
+        CHECK(nf > 0, "%s: the fast path was taken (%d queries)", tag, nf);
         rank_close(e);
     }
     for (int i = 0; i < N; i++)
@@ -901,6 +979,18 @@ int main(void)
     for (const char *sfx = "-wal"; sfx; sfx = strcmp(sfx, "-wal") ? NULL : "-shm") {
         char w[96];
         snprintf(w, sizeof w, "%s%s", path2, sfx);
+        unlink(w);
+    }
+    char path3[] = "/tmp/jm_test_rank_sp_XXXXXX";
+    fd = mkstemp(path3);
+    if (fd >= 0)
+        close(fd);
+    unlink(path3);
+    skillpass_suite(path3, "sqlite 5000 jobs");
+    unlink(path3);
+    for (const char *sfx = "-wal"; sfx; sfx = strcmp(sfx, "-wal") ? NULL : "-shm") {
+        char w[96];
+        snprintf(w, sizeof w, "%s%s", path3, sfx);
         unlink(w);
     }
     char wal[64];
