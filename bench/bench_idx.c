@@ -1,6 +1,7 @@
 /* bench_idx - the vector index on clustered, embedding-like data, one thread.
  *
- *   bench_idx [--n N]... [--queries Q] [--dim D] [--no-scan-only]
+ *   bench_idx [--n N]... [--queries Q] [--dim D] [--no-scan-only] [--no-sweep]
+ *             [--vectors FILE --query-vectors FILE]
  *
  * For each N (default 100000 and 1000000; dim 384) prints: build time and
  * bytes (idx_bytes and the growth of the process's RSS), latency p50/p99 of
@@ -9,13 +10,20 @@
  * top-10 recall against an exact float32 brute force (BLAS, then the best 30
  * re-scored in double), how many candidates idx_search_exact needs to cover
  * the exact top 10 (p50/p90/p99/max of the worst approximate rank of a
- * true top-10 slot, up to 512), and for comparison the same with the sign-code
- * prefilter switched off (4-bit scan of every vector; 200 queries) and one
- * streaming query (idx_topk over all N float32 vectors). The data: unit
- * vectors around 500 centres in 50 topics plus a direction common to all
- * (mean norm ~0.5, unrelated pairs at cosine ~0.25, like all-MiniLM-L6-v2 on
- * job texts), with near-tied neighbours. Needs ~1.7 GB at N = 1M for the
- * float32 copy the fetch and the brute force read. */
+ * true top-10 slot, up to 512); then (unless --no-sweep) the same latency
+ * and recall for other probe counts, and with `allow` filters passing 50%,
+ * 10%, 1% and 0.1% of the vectors (random, 300 queries, against a brute
+ * force over the allowed ones) for filter exponents 0, 0.5 and 1; the time
+ * to save the index to a file and load it back (from the page cache), with
+ * a check that the loaded index answers alike; for comparison the exhaustive
+ * 4-bit scan (idx_set_ivf(SIZE_MAX); 200 queries); and one streaming query
+ * (idx_topk over all N float32 vectors). The data: unit vectors around 500
+ * centres in 50 topics plus a direction common to all (mean norm ~0.5,
+ * unrelated pairs at cosine ~0.25, like all-MiniLM-L6-v2 on job texts), with
+ * near-tied neighbours. Needs ~1.7 GB at N = 1M for the float32 copy the
+ * fetch and the brute force read. --vectors / --query-vectors take the
+ * data from files instead (raw float32 [n][dim], this machine's byte order;
+ * N = the whole file unless --n is smaller; Q = at most the query file's). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,9 +98,10 @@ static void make_data(int dim, long n, int nq, float *base, float *queries)
     free(tmp);
 }
 
-/* Exact top 10 per query: truth[q*10..], scores in double. */
+/* Exact top 10 per query among the slots `allow` passes (NULL: all):
+ * truth[q*10..], scores in double (fewer than 10: the rest -1e300). */
 static void exact_truth(int dim, long n, int nq, const float *base, const float *queries,
-                        uint32_t *truth, double *truth_s)
+                        const uint64_t *allow, uint32_t *truth, double *truth_s)
 {
     enum { T = 30, CH = 4096 };
     float *S = malloc(sizeof(float) * nq * CH), *ts = malloc(sizeof(float) * nq * T);
@@ -106,6 +115,9 @@ static void exact_truth(int dim, long n, int nq, const float *base, const float 
             uint32_t *ai = ti + q * T;
             for (int i = 0; i < m; i++) {
                 float s = S[(size_t)q * m + i];
+                long sl = c0 + i;
+                if (allow && !(allow[sl / 64] >> (sl % 64) & 1))
+                    continue;
                 if (tn[q] == T && s <= a[T - 1])
                     continue;
                 int j = tn[q] < T ? tn[q]++ : T - 1;
@@ -122,6 +134,11 @@ static void exact_truth(int dim, long n, int nq, const float *base, const float 
         double s[T];
         uint32_t id[T];
         for (int i = 0; i < T; i++) {
+            if (i >= tn[q]) {
+                s[i] = -1e300;
+                id[i] = UINT32_MAX;
+                continue;
+            }
             id[i] = ti[q * T + i];
             double v = 0;
             for (int d = 0; d < dim; d++)
@@ -151,6 +168,7 @@ typedef struct data {
     const float *base, *queries;
     const uint32_t *truth;
     const double *truth_s;
+    const uint64_t *allow;
 } data;
 
 /* Top 10 equal to the exact one, position by position, up to 1e-6 in score. */
@@ -199,7 +217,7 @@ static int cmpd(const void *a, const void *b)
 }
 
 /* Runs nq queries; prints p50/p99 latency and recall. exact: idx_search_exact. */
-static void run_queries(const char *what, const idx *x, const data *D, int nq, int exact)
+static double run_queries(const char *what, const idx *x, const data *D, int nq, int exact)
 {
     double *lat = malloc(sizeof(double) * nq);
     int ok = 0, errs = 0;
@@ -209,8 +227,8 @@ static void run_queries(const char *what, const idx *x, const data *D, int nq, i
         int n = 0;
         const float *qv = D->queries + (size_t)q * D->dim;
         double t0 = jm_now();
-        int rc = exact ? idx_search_exact(x, qv, 10, 0, NULL, fetch_mem, (void *)D, h, &n, &e)
-                       : idx_search(x, qv, 10, NULL, h, &n, &e);
+        int rc = exact ? idx_search_exact(x, qv, 10, 0, D->allow, fetch_mem, (void *)D, h, &n, &e)
+                       : idx_search(x, qv, 10, D->allow, h, &n, &e);
         lat[q] = (jm_now() - t0) * 1e3;
         errs += rc != JM_OK;
         ok += match(D, q, h, n);
@@ -219,6 +237,7 @@ static void run_queries(const char *what, const idx *x, const data *D, int nq, i
     printf("  %-34s p50 %7.3f ms  p99 %7.3f ms  top-10 = exact on %5.1f%% of %d%s\n", what,
            lat[nq / 2], lat[(int)(nq * 0.99)], 100.0 * ok / nq, nq, errs ? "  (ERRORS)" : "");
     free(lat);
+    return 100.0 * ok / nq;
 }
 
 static int cmpi(const void *a, const void *b)
@@ -266,8 +285,37 @@ static void candidates_needed(const idx *x, const data *D, int nq)
     free(need);
 }
 
-static void bench_n(int dim, long n, int nq, int scan_only)
+static const char *vec_path, *qvec_path;
+
+/* Reads up to max rows of dim floats from path; returns the rows read. */
+static long read_vecs(const char *path, int dim, long max, float **out)
 {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "bench_idx: cannot open %s\n", path);
+        exit(1);
+    }
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f) / (long)(sizeof(float) * dim);
+    fseek(f, 0, SEEK_SET);
+    if (max > 0 && n > max)
+        n = max;
+    *out = malloc(sizeof(float) * dim * (size_t)(n ? n : 1));
+    if (!*out || fread(*out, sizeof(float) * dim, (size_t)n, f) != (size_t)n) {
+        fprintf(stderr, "bench_idx: cannot read %s\n", path);
+        exit(1);
+    }
+    fclose(f);
+    return n;
+}
+
+static void bench_n(int dim, long n, int nq, int scan_only, int sweep)
+{
+    float *fbase = NULL, *fqv = NULL;
+    if (vec_path) {
+        n = read_vecs(vec_path, dim, n, &fbase);
+        nq = (int)read_vecs(qvec_path, dim, nq, &fqv);
+    }
     printf("N = %ld, dim %d, %d queries, kernel %s\n", n, dim, nq, idx_isa());
     float *base = malloc(sizeof(float) * dim * n), *queries = malloc(sizeof(float) * dim * nq);
     uint32_t *truth = malloc(sizeof(uint32_t) * nq * 10);
@@ -277,12 +325,19 @@ static void bench_n(int dim, long n, int nq, int scan_only)
         exit(1);
     }
     double t0 = jm_now();
-    make_data(dim, n, nq, base, queries);
+    if (fbase) {
+        memcpy(base, fbase, sizeof(float) * dim * n);
+        memcpy(queries, fqv, sizeof(float) * dim * nq);
+        free(fbase);
+        free(fqv);
+    } else {
+        make_data(dim, n, nq, base, queries);
+    }
     double tgen = jm_now() - t0;
     t0 = jm_now();
-    exact_truth(dim, n, nq, base, queries, truth, truth_s);
+    exact_truth(dim, n, nq, base, queries, NULL, truth, truth_s);
     printf("  data %.1f s, brute-force truth %.1f s\n", tgen, jm_now() - t0);
-    data D = {dim, n, base, queries, truth, truth_s};
+    data D = {dim, n, base, queries, truth, truth_s, NULL};
 
     jm_err e;
     idx *x;
@@ -301,16 +356,88 @@ static void bench_n(int dim, long n, int nq, int scan_only)
     long rss1 = rss_kb(0), hwm = rss_kb(1);
     size_t b = idx_bytes(x);
     printf("  build (idx_set x N, growing by doubling) %.2f s = %.2f us/vector\n", tb, tb * 1e6 / n);
-    printf("  idx_bytes %.1f MiB = %.1f bytes/vector; RSS grew by %.1f MiB (peak: %.1f MiB)\n",
-           b / 1048576.0, (double)b / n, (rss1 - rss0) / 1024.0, (hwm - rss0) / 1024.0);
+    printf("  idx_bytes %.1f MiB = %.1f bytes/vector; RSS grew by %.1f MiB (peak: %.1f MiB); %d lists\n",
+           b / 1048576.0, (double)b / n, (rss1 - rss0) / 1024.0, (hwm - rss0) / 1024.0, idx_nlist(x));
     run_queries("idx_search k=10", x, &D, nq, 0);
     run_queries("idx_search_exact k=10 (100 cand)", x, &D, nq, 1);
     candidates_needed(x, &D, nq);
 
+    if (sweep && idx_nlist(x) > 0) {
+        static const int probes[] = {1, 2, 4, 8, 16, 32, 64, 128};
+        printf("  idx_search_exact k=10 by lists probed (default %d):\n", IDX_NPROBE);
+        for (size_t i = 0; i < sizeof probes / sizeof probes[0]; i++) {
+            char what[64];
+            snprintf(what, sizeof what, "nprobe %d", probes[i]);
+            idx_set_probe(x, probes[i], IDX_FILTER_EXP, &e);
+            run_queries(what, x, &D, nq, 1);
+        }
+        idx_set_probe(x, IDX_NPROBE, IDX_FILTER_EXP, &e);
+        /* Filters: random bitmaps, the truth among the allowed slots. */
+        static const double fracs[] = {0.5, 0.1, 0.01, 0.001};
+        static const float exps[] = {0, 0.5f, 1};
+        int fq = nq < 300 ? nq : 300;
+        uint64_t *allow = malloc(sizeof(uint64_t) * ((size_t)n / 64 + 1));
+        uint32_t *ftruth = malloc(sizeof(uint32_t) * fq * 10);
+        double *ftruth_s = malloc(sizeof(double) * fq * 10);
+        for (size_t fi = 0; fi < sizeof fracs / sizeof fracs[0]; fi++) {
+            memset(allow, 0, sizeof(uint64_t) * ((size_t)n / 64 + 1));
+            uint64_t thr = (uint64_t)(fracs[fi] * 18446744073709551615.0);
+            for (long i = 0; i < n; i++)
+                if (rnd() <= thr)
+                    allow[i / 64] |= 1ULL << (i % 64);
+            exact_truth(dim, n, fq, base, queries, allow, ftruth, ftruth_s);
+            data F = {dim, n, base, queries, ftruth, ftruth_s, allow};
+            for (size_t xi = 0; xi < sizeof exps / sizeof exps[0]; xi++) {
+                char what[64];
+                snprintf(what, sizeof what, "allow %g%%, filter_exp %g", 100 * fracs[fi], exps[xi]);
+                idx_set_probe(x, IDX_NPROBE, exps[xi], &e);
+                run_queries(what, x, &F, fq, 1);
+            }
+        }
+        idx_set_probe(x, IDX_NPROBE, IDX_FILTER_EXP, &e);
+        free(allow);
+        free(ftruth);
+        free(ftruth_s);
+    }
+
+    /* Snapshot: save, load back (the file is in the page cache), compare. */
+    {
+        const char *path = "/tmp/bench_idx.snapshot";
+        jm_bin bw, br;
+        double ts0 = jm_now();
+        int rc = jm_bin_open(&bw, path, "w", &e) || idx_save(x, &bw, &e);
+        uint64_t sum = jm_bin_sum(&bw);
+        rc = rc || jm_bin_close(&bw, &e);
+        double tsave = jm_now() - ts0;
+        idx *y = NULL;
+        long rssl0 = rss_kb(0);
+        ts0 = jm_now();
+        rc = rc || jm_bin_open(&br, path, "r", &e) || idx_load(&br, &y, &e);
+        double tload = jm_now() - ts0;
+        rc = rc || jm_bin_sum(&br) != sum;
+        jm_bin_close(&br, &e);
+        long rssl1 = rss_kb(0);
+        int same = 0;
+        for (int q = 0; !rc && q < 100 && q < nq; q++) {
+            idx_hit h1[10], h2[10];
+            int n1 = 0, n2 = 0;
+            idx_search(x, queries + (size_t)q * dim, 10, NULL, h1, &n1, &e);
+            idx_search(y, queries + (size_t)q * dim, 10, NULL, h2, &n2, &e);
+            same += n1 == n2 && memcmp(h1, h2, sizeof(idx_hit) * n1) == 0;
+        }
+        printf("  snapshot: save %.3f s, load %.3f s (%.1f MiB loaded, RSS +%.1f MiB), same results on %d of %d%s\n",
+               tsave, tload, (double)br.bytes / 1048576.0, (rssl1 - rssl0) / 1024.0, same, nq < 100 ? nq : 100,
+               rc ? "  (ERROR)" : "");
+        if (y)
+            run_queries("loaded: idx_search_exact", y, &D, nq, 1);
+        idx_free(y);
+        remove(path);
+    }
+
     if (scan_only) {
-        idx_set_prefilter(x, SIZE_MAX, IDX_PREFILTER_KEEP, &e);
+        idx_set_ivf(x, SIZE_MAX, &e);
         int q8 = nq < 200 ? nq : 200;
-        printf("  without the sign prefilter (idx_bytes %.1f MiB):\n", idx_bytes(x) / 1048576.0);
+        printf("  without the lists (exhaustive):\n");
         run_queries("idx_search k=10, 4-bit scan", x, &D, q8, 0);
         run_queries("idx_search_exact, 4-bit scan", x, &D, q8, 1);
         printf("  (the 4-bit scan reads %.0f MB per query)\n", (double)n * ((dim + 63) / 64 * 32) / 1e6);
@@ -343,7 +470,7 @@ static void bench_n(int dim, long n, int nq, int scan_only)
 int main(int argc, char **argv)
 {
     long ns[8];
-    int nn = 0, nq = 1000, dim = 384, scan_only = 1;
+    int nn = 0, nq = 1000, dim = 384, scan_only = 1, sweep = 1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--n") && i + 1 < argc && nn < 8)
             ns[nn++] = atol(argv[++i]);
@@ -353,23 +480,35 @@ int main(int argc, char **argv)
             dim = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--no-scan-only") || !strcmp(argv[i], "--no-int8-only"))
             scan_only = 0;
+        else if (!strcmp(argv[i], "--no-sweep"))
+            sweep = 0;
+        else if (!strcmp(argv[i], "--vectors") && i + 1 < argc)
+            vec_path = argv[++i];
+        else if (!strcmp(argv[i], "--query-vectors") && i + 1 < argc)
+            qvec_path = argv[++i];
         else {
-            fprintf(stderr, "usage: bench_idx [--n N]... [--queries Q] [--dim D] [--no-scan-only]\n");
+            fprintf(stderr, "usage: bench_idx [--n N]... [--queries Q] [--dim D] [--no-scan-only] [--no-sweep]\n"
+                            "                 [--vectors FILE --query-vectors FILE]\n");
             return 2;
         }
     }
+    if (!vec_path != !qvec_path) {
+        fprintf(stderr, "bench_idx: --vectors and --query-vectors go together\n");
+        return 2;
+    }
     if (!nn) {
-        ns[nn++] = 100000;
-        ns[nn++] = 1000000;
+        ns[nn++] = vec_path ? 0 : 100000;
+        if (!vec_path)
+            ns[nn++] = 1000000;
     }
     if (nq < 1 || dim < 1) {
         fprintf(stderr, "bench_idx: bad --queries or --dim\n");
         return 2;
     }
     k_init();
-    printf("bench_idx: one thread, kernel %s, prefilter from %d live vectors (keep %d)\n", idx_isa(),
-           IDX_PREFILTER_MIN, IDX_PREFILTER_KEEP);
+    printf("bench_idx: one thread, kernel %s, inverted lists from %d live vectors, %d probed\n", idx_isa(),
+           IDX_IVF_MIN, IDX_NPROBE);
     for (int i = 0; i < nn; i++)
-        bench_n(dim, ns[i], nq, scan_only);
+        bench_n(dim, ns[i], nq, scan_only, sweep);
     return 0;
 }

@@ -133,15 +133,17 @@ typedef struct idx_hit {
  * bitmaps stay whole words). */
 #define IDX_MAX_SLOT 0x7fffffc0u
 
-/* Default for the prefilter threshold: the sign-code stage runs only when a
- * search covers more allowed live slots than this, and the sign codes exist
- * only while the index has had at least this many live vectors. */
-#define IDX_PREFILTER_MIN 65536
-/* Default number of slots the sign-code stage passes to the 4-bit stage;
- * more when N / 256 or 8 * the hits wanted is larger. */
-#define IDX_PREFILTER_KEEP 4096
+/* Default live count at which the inverted lists are first trained (below
+ * it, and with idx_set_ivf(x, SIZE_MAX), a search scans every vector). */
+#define IDX_IVF_MIN 32768
+/* Default number of lists a search probes (idx_set_probe). */
+#define IDX_NPROBE 16
+/* Default filter exponent (idx_set_probe). */
+#define IDX_FILTER_EXP 0.5f
+/* Most lists an index trains (sqrt of the live count, capped) or loads. */
+#define IDX_MAX_LISTS 65536
 
-/* Largest dimension (Hamming distances are kept in 16 bits). */
+/* Largest dimension. */
 #define IDX_MAX_DIM 16384
 
 /* New empty index for vectors of `dim` floats (1 <= dim <= IDX_MAX_DIM). *out is
@@ -154,13 +156,14 @@ void idx_free(idx *x); /* accepts NULL */
 int idx_reserve(idx *x, uint32_t nslots, jm_err *err);
 
 /* Insert or replace the vector of `slot` (vec: float[dim], copied; should be
- * L2-normalised for the scores to be cosines). Grows the arrays as needed
- * (capacity doubles). JM_EINVAL for a non-finite component or slot >
- * IDX_MAX_SLOT, JM_ENOMEM if growing fails (the index is then unchanged).
- * O(dim), except the calls where the live count reaches 1024 or the
- * prefilter threshold, and each doubling after, which compute a new centre
- * (from at most 16384 vectors) and, once they exist, every sign code again:
- * O(N * dim), ~0.8 s per million vectors. */
+ * L2-normalised for the scores to be cosines). Grows the arrays as needed.
+ * JM_EINVAL for a non-finite component or slot > IDX_MAX_SLOT, JM_ENOMEM if
+ * growing fails (the index is then unchanged). O(dim) plus the assignment to
+ * a list (~0.2 us), except the calls where the live count reaches 1024 and
+ * each doubling after (a new centre, from at most 16384 vectors), and those
+ * where it reaches the IVF threshold and each doubling after, which train
+ * the lists again and move every vector into its new list: O(N), ~0.4 s at
+ * 500k vectors. */
 int idx_set(idx *x, uint32_t slot, const float *vec, jm_err *err);
 
 /* The slot becomes dead: no search returns it until it is set again. Slots
@@ -168,19 +171,42 @@ int idx_set(idx *x, uint32_t slot, const float *vec, jm_err *err);
 void idx_remove(idx *x, uint32_t slot);
 
 size_t idx_count(const idx *x);  /* live vectors */
-size_t idx_bytes(const idx *x);  /* bytes the index has mapped (an upper bound of its RSS) */
+size_t idx_bytes(const idx *x);  /* bytes of the index's arrays in use (~ its RSS) */
 uint32_t idx_slots(const idx *x); /* 1 + the highest slot ever set (0 when empty) */
 int idx_dim(const idx *x);
 int idx_is_live(const idx *x, uint32_t slot);
 
-/* Prefilter policy (defaults IDX_PREFILTER_MIN, IDX_PREFILTER_KEEP): the
- * sign-code stage runs when a search covers more than `min_n` allowed live
- * slots, keeping max(keep, N / 256, 8 * wanted) slots for the 4-bit stage.
- * min_n = SIZE_MAX switches it off and frees the sign codes (dim / 8 bytes
- * per vector: 46 MiB at 1M, for ~4x slower searches there). The codes are
- * computed when the live count reaches min_n, in that idx_set call (or in
- * this one): O(N * dim). JM_EINVAL for keep < 1. */
-int idx_set_prefilter(idx *x, size_t min_n, int keep, jm_err *err);
+/* The inverted lists are trained when the live count reaches min_n
+ * (default IDX_IVF_MIN; at once, in this call, if it already has) and again
+ * each time it has doubled since. min_n = SIZE_MAX: no (re)training, and
+ * searches scan every vector (exact 4-bit scores of all; lists already
+ * trained are kept and still filled). JM_EINVAL for min_n = 0, JM_ENOMEM if
+ * the training cannot allocate (nothing changes then). */
+int idx_set_ivf(idx *x, size_t min_n, jm_err *err);
+
+/* Search breadth: a search scores the vectors of the nprobe lists whose
+ * centroids are nearest the query (default IDX_NPROBE; nprobe >= the list
+ * count scans everything). With an `allow` filter passing a fraction f of
+ * the live vectors it goes on probing until the lists scanned held nprobe *
+ * (allowed vectors per list) * f^-filter_exp allowed vectors (filter_exp in
+ * [0, 1], default IDX_FILTER_EXP: 0 = as many as the nprobe nearest lists
+ * hold on average, 1 = as many as an unfiltered search scores), or scores
+ * the allowed vectors directly when that reads less. JM_EINVAL for nprobe <
+ * 1 or filter_exp outside [0, 1]. */
+int idx_set_probe(idx *x, int nprobe, float filter_exp, jm_err *err);
+
+/* Number of inverted lists (0 before the first training). */
+int idx_nlist(const idx *x);
+
+/* Writes the whole index (everything a search and later idx_set calls need)
+ * to b: the settings, centres and centroids, and every list's rows. */
+int idx_save(const idx *x, jm_bin *b, jm_err *err);
+/* Reads an index written by idx_save into a new index (*out, owned by the
+ * caller). Validates every count, size and value it reads (a corrupt or
+ * truncated file gives JM_EFORMAT or JM_EIO with a clear message and no
+ * leak); the caller checks the checksum afterwards. The loaded index gives
+ * the same results as the saved one, before and after further updates. */
+int idx_load(jm_bin *b, idx **out, jm_err *err);
 
 /* The top k live slots by approximate score (dot product with the stored
  * 4-bit vector: ~0.004 rms from the exact one, a few hundredths at most),
@@ -234,21 +260,28 @@ void idx_topk_reset(idx_topk *t);
 void idx_topk_free(idx_topk *t); /* accepts NULL */
 
 /* ---- Kernels, exposed for tests and benchmarks ----
- * Each instruction-set variant of the scan kernels; the scalar reference is
- * first. The 4-bit and Hamming results of every variant equal the reference
- * exactly; the float32 dot products within rounding (1e-6 for unit vectors). */
+ * Each instruction-set variant of the kernels; the scalar reference is
+ * first. The 4-bit and centroid results of every variant equal the
+ * reference exactly; the float32 dot products within rounding (1e-6 for
+ * unit vectors). */
 typedef struct idx_kernel {
     const char *name;
-    /* out[i] = sum_d q[d] * lut[nibble d of row slots[i]] (exact int32) over
+    /* out[i] = sum_d q[d] * lut[nibble d of row rows[i]] (exact int32) over
      * d < 2 * row, rows `row` bytes apart (a multiple of 32; nibble d is the
      * low half of byte (d / 64) * 32 + d % 32 when d % 64 < 32, else the high
      * half). q[2 * row] (zero beyond dim) and lut[16] in [-127, 127]. */
     void (*dot_u4)(const int8_t *q, const int8_t *lut, const uint8_t *codes, size_t row,
-                   const uint32_t *slots, int n, int32_t *out);
-    /* out[i] = popcount(q ^ bits[(first + i) * words ...]) over `words` words,
-     * for i < n <= 64; returns the mask of the i with out[i] <= bound. */
-    uint64_t (*hamming)(const uint64_t *q, const uint64_t *bits, int words, uint32_t first, int n,
-                        int bound, uint16_t *out);
+                   const uint32_t *rows, int n, int32_t *out);
+    /* out[j] = sum_d lut[nibble d of code] * (cent[j * 2 * row + d] - 64)
+     * (exact int32) over d < 2 * row, for j < m: one 4-bit row (layout as
+     * above) against m int8 centroids stored + 64, components in [1, 127]
+     * (64 past dim); lut[16] in [-64, 64]. */
+    void (*dot_c8)(const int8_t *lut, const uint8_t *code, size_t row, const uint8_t *cent, int m,
+                   int32_t *out);
+    /* sum[d] += (float)lut[nibble d of code] * scale for d < 2 * row (the
+     * k-means update; a product and a sum, no fused multiply-add, so every
+     * variant gives the same bits). */
+    void (*acc_u4)(const int8_t *lut, const uint8_t *code, size_t row, float scale, float *sum);
     /* out[i] = q . vecs[i * dim ...] in float32. */
     void (*dot_f32)(const float *q, const float *vecs, int dim, int n, float *out);
 } idx_kernel;

@@ -1,8 +1,8 @@
-/* idx_avx2.c - AVX2 versions of the index scan kernels (see idx_kernel in
- * idx.h). Compiled with -mavx2 -mfma (which also gives POPCNT) and only
- * called after idx.c found those features. Tested against the scalar
- * references in tests/test_idx.c: the 4-bit and Hamming results are exact, so
- * they must be equal; the float32 dot products differ by rounding only. */
+/* idx_avx2.c - AVX2 versions of the index kernels (see idx_kernel in
+ * idx.h). Compiled with -mavx2 -mfma and only called after idx.c found
+ * those features. Tested against the scalar references in tests/test_idx.c:
+ * the 4-bit and int8 centroid results are exact, so they must be equal; the
+ * float32 dot products differ by rounding only. */
 #include "idx.h"
 
 #include <immintrin.h>
@@ -87,33 +87,90 @@ void idx_dot_u4_avx2(const int8_t *q, const int8_t *lv, const uint8_t *codes, si
     }
 }
 
-/* Scalar POPCNT (four per cycle on Zen 3) keeps up with memory: at 48 bytes
- * per vector the scan is bound by DRAM bandwidth, not by the counting. */
-uint64_t idx_hamming_avx2(const uint64_t *q, const uint64_t *bits, int words, uint32_t first,
-                          int n, int bound, uint16_t *out)
+/* out[j] = sum_d lut[nibble d of code] * (cent[j][d] - 64) for j < m, the
+ * centroids 2 * row bytes apart, their components + 64 in [1, 127], |lut|
+ * <= 64. The row's nibbles become int8 levels once (vpshufb); then per
+ * centroid vpmaddubsw (unsigned centroid x signed level: a pair sums to at
+ * most 2 * 127 * 64), two of them added in int16 (at most 32512, no
+ * overflow), widened by vpmaddwd; the offset comes off at the end as
+ * 64 * (sum of the levels). Four centroids at a time share each load of
+ * the levels. 2 * row is a multiple of 64: the blocks come in pairs. */
+void idx_dot_c8_avx2(const int8_t *lv, const uint8_t *code, size_t row, const uint8_t *cent, int m,
+                     int32_t *out)
 {
-    const uint64_t *b = bits + (size_t)first * words;
-    uint64_t m = 0;
-    if (words == 6) { /* dim 321..384, the model's case: fully unrolled */
-        uint64_t q0 = q[0], q1 = q[1], q2 = q[2], q3 = q[3], q4 = q[4], q5 = q[5];
-        for (int i = 0; i < n; i++, b += 6) {
-            _mm_prefetch((const char *)(b + 6 * 128), _MM_HINT_T0);
-            long long s = _mm_popcnt_u64(q0 ^ b[0]) + _mm_popcnt_u64(q1 ^ b[1]) +
-                          _mm_popcnt_u64(q2 ^ b[2]) + _mm_popcnt_u64(q3 ^ b[3]) +
-                          _mm_popcnt_u64(q4 ^ b[4]) + _mm_popcnt_u64(q5 ^ b[5]);
-            out[i] = (uint16_t)s;
-            m |= (uint64_t)(s <= bound) << i;
+    const __m256i lut = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)lv));
+    const __m256i m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1), one8 = _mm256_set1_epi8(1);
+    size_t crow = 2 * row;
+    _Alignas(32) int8_t L[IDX_MAX_DIM + 64];
+    __m256i ls = _mm256_setzero_si256();
+    for (size_t o = 0; o < row; o += 32) {
+        __m256i b = _mm256_loadu_si256((const __m256i *)(code + o));
+        __m256i lo = _mm256_shuffle_epi8(lut, _mm256_and_si256(b, m4));
+        __m256i hi = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(b, 4), m4));
+        _mm256_store_si256((__m256i *)(L + 2 * o), lo);
+        _mm256_store_si256((__m256i *)(L + 2 * o + 32), hi);
+        __m256i s = _mm256_add_epi16(_mm256_maddubs_epi16(one8, lo), _mm256_maddubs_epi16(one8, hi));
+        ls = _mm256_add_epi32(ls, _mm256_madd_epi16(s, ones));
+    }
+    int32_t off = 64 * hsum_epi32(ls);
+#define PAIR(c, t, l0, l1)                                                                          \
+    _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(_mm256_loadu_si256((const __m256i *)((c) + (t))), l0), \
+                                       _mm256_maddubs_epi16(_mm256_loadu_si256((const __m256i *)((c) + (t) + 32)), l1)), \
+                      ones)
+    int j = 0;
+    for (; j + 4 <= m; j += 4) {
+        const uint8_t *c0 = cent + (size_t)j * crow, *c1 = c0 + crow, *c2 = c1 + crow, *c3 = c2 + crow;
+        __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+        for (size_t t = 0; t < crow; t += 64) {
+            __m256i l0 = _mm256_load_si256((const __m256i *)(L + t)), l1 = _mm256_load_si256((const __m256i *)(L + t + 32));
+            a0 = _mm256_add_epi32(a0, PAIR(c0, t, l0, l1));
+            a1 = _mm256_add_epi32(a1, PAIR(c1, t, l0, l1));
+            a2 = _mm256_add_epi32(a2, PAIR(c2, t, l0, l1));
+            a3 = _mm256_add_epi32(a3, PAIR(c3, t, l0, l1));
         }
-        return m;
+        __m256i t4 = _mm256_hadd_epi32(_mm256_hadd_epi32(a0, a1), _mm256_hadd_epi32(a2, a3));
+        __m128i s = _mm_add_epi32(_mm256_castsi256_si128(t4), _mm256_extracti128_si256(t4, 1));
+        _mm_storeu_si128((__m128i *)(out + j), _mm_sub_epi32(s, _mm_set1_epi32(off)));
     }
-    for (int i = 0; i < n; i++, b += words) {
-        long long s = 0;
-        for (int w = 0; w < words; w++)
-            s += _mm_popcnt_u64(q[w] ^ b[w]);
-        out[i] = (uint16_t)s;
-        m |= (uint64_t)(s <= bound) << i;
+    for (; j < m; j++) {
+        const uint8_t *c = cent + (size_t)j * crow;
+        __m256i a = _mm256_setzero_si256();
+        for (size_t t = 0; t < crow; t += 64)
+            a = _mm256_add_epi32(a, PAIR(c, t, _mm256_load_si256((const __m256i *)(L + t)),
+                                         _mm256_load_si256((const __m256i *)(L + t + 32))));
+        out[j] = hsum_epi32(a) - off;
     }
-    return m;
+#undef PAIR
+}
+
+/* sum[0..8) += (float)v[0..8) * scale (a product, then a sum: the scalar
+ * reference's bits). */
+static inline void acc8(float *sum, __m128i v, __m256 scale)
+{
+    __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v)), scale);
+    _mm256_storeu_ps(sum, _mm256_add_ps(_mm256_loadu_ps(sum), f));
+}
+
+void idx_acc_u4_avx2(const int8_t *lv, const uint8_t *code, size_t row, float scale, float *sum)
+{
+    const __m256i lut = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)lv));
+    const __m256i m4 = _mm256_set1_epi8(15);
+    const __m256 sc = _mm256_set1_ps(scale);
+    for (size_t o = 0; o < row; o += 32, sum += 64) {
+        __m256i b = _mm256_loadu_si256((const __m256i *)(code + o));
+        __m256i lo = _mm256_shuffle_epi8(lut, _mm256_and_si256(b, m4));
+        __m256i hi = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(b, 4), m4));
+        __m128i l0 = _mm256_castsi256_si128(lo), l1 = _mm256_extracti128_si256(lo, 1);
+        __m128i h0 = _mm256_castsi256_si128(hi), h1 = _mm256_extracti128_si256(hi, 1);
+        acc8(sum, l0, sc);
+        acc8(sum + 8, _mm_srli_si128(l0, 8), sc);
+        acc8(sum + 16, l1, sc);
+        acc8(sum + 24, _mm_srli_si128(l1, 8), sc);
+        acc8(sum + 32, h0, sc);
+        acc8(sum + 40, _mm_srli_si128(h0, 8), sc);
+        acc8(sum + 48, h1, sc);
+        acc8(sum + 56, _mm_srli_si128(h1, 8), sc);
+    }
 }
 
 static inline float hsum_ps(__m256 v)

@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "idx.h"
@@ -80,14 +81,17 @@ static void gen_init(gen *g, int dim, int ntopic, int ncentre)
     free(tmp);
 }
 
-static void gen_vec(const gen *g, float *out)
+/* One vector; returns the number of the centre it was drawn around. */
+static int gen_vec(const gen *g, float *out)
 {
-    const float *c = g->centre + (size_t)(rnd() % (uint64_t)g->ncentre) * g->dim;
+    int ci = (int)(rnd() % (uint64_t)g->ncentre);
+    const float *c = g->centre + (size_t)ci * g->dim;
     float noise = 0.6f + 0.5f * (float)unif();
     unit(out, g->dim);
     for (int d = 0; d < g->dim; d++)
         out[d] = 0.7f * g->common[d] + 0.8f * c[d] + noise * out[d];
     normalise(out, g->dim);
+    return ci;
 }
 
 static void gen_free(gen *g)
@@ -199,37 +203,74 @@ static void test_kernels(void)
         free(q);
     }
 
-    /* Hamming distances and the bound mask, for 1..7 words and short runs. */
-    for (int words = 1; words <= 7; words++) {
-        enum { NB = 200 };
-        uint64_t *bits = malloc(sizeof(uint64_t) * words * NB), qb[7];
-        for (int i = 0; i < words * NB; i++)
-            bits[i] = rnd();
-        for (int w = 0; w < words; w++)
-            qb[w] = rnd();
-        bits[0] = qb[0]; /* distance 0 in word 0 of slot 0 */
-        for (int first = 0; first < 130; first += 61) {
-            for (int n = 1; n <= 64; n += 21) {
-                int bound = words * 32 + (int)(rnd() % 9) - 4;
-                uint16_t dr[64], dg[64];
-                uint64_t mr = kv[0].hamming(qb, bits, words, (uint32_t)first, n, bound, dr);
+    /* One 4-bit row against int8 centroids (+64, in [1, 127]), for the
+     * dims above, 0..9 centroids (the 4-wide body and the tail); and the
+     * k-means accumulation of a row. */
+    for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++) {
+        int dim = dims[di];
+        size_t row = ((size_t)dim + 63) / 64 * 32;
+        enum { M = 9 };
+        uint8_t *code = malloc(row), *cent = malloc(M * 2 * row);
+        int8_t lut[16];
+        for (int round = 0; round < 3; round++) {
+            for (size_t i = 0; i < row; i++)
+                code[i] = round == 2 ? 0xff : (uint8_t)rnd();
+            /* round 2: the extremes, a centroid of 127s against levels of
+             * 64 (the largest int16 pair sums the kernel must hold) */
+            for (size_t i = 0; i < M * 2 * row; i++)
+                cent[i] = round == 2 ? (i % 64 < 32 ? 127 : 1) : (uint8_t)(1 + rnd() % 127);
+            for (int u = 0; u < 16; u++)
+                lut[u] = round == 1 ? (int8_t)((int)(rnd() % 129) - 64) : (int8_t)(u < 8 ? -64 + 8 * u : 64 - 8 * (15 - u));
+            lut[15] = 64;
+            lut[0] = round == 2 ? 64 : -64;
+            int32_t ref[M], got[M];
+            for (int m = 0; m <= M; m++) {
+                kv[0].dot_c8(lut, code, row, cent, m, ref);
                 int ok = 1;
-                for (int i = 0; i < n; i++) {
-                    int s = 0;
-                    for (int w = 0; w < words; w++)
-                        s += __builtin_popcountll(qb[w] ^ bits[(size_t)(first + i) * words + w]);
-                    ok &= dr[i] == s && ((mr >> i & 1) == (s <= bound));
+                for (int j = 0; j < m; j++) {
+                    int64_t naive = 0;
+                    for (int d = 0; d < (int)(2 * row); d++) {
+                        uint8_t byte = code[(size_t)(d / 64) * 32 + d % 32];
+                        naive += (int64_t)lut[d % 64 < 32 ? byte & 15 : byte >> 4] * (cent[j * 2 * row + d] - 64);
+                    }
+                    ok &= ref[j] == naive;
                 }
-                ok &= n == 64 || (mr >> n) == 0;
-                CHECK(ok, "scalar hamming words %d first %d n %d", words, first, n);
+                CHECK(ok, "dim %d round %d m %d: reference dot_c8 differs from the naive one", dim, round, m);
                 for (int v = 1; v < nv; v++) {
-                    uint64_t mg = kv[v].hamming(qb, bits, words, (uint32_t)first, n, bound, dg);
-                    CHECK(mg == mr && memcmp(dr, dg, sizeof(uint16_t) * n) == 0,
-                          "%s: hamming words %d first %d n %d differs", kv[v].name, words, first, n);
+                    kv[v].dot_c8(lut, code, row, cent, m, got);
+                    CHECK(memcmp(ref, got, sizeof(int32_t) * m) == 0, "%s: dot_c8 dim %d round %d m %d differs",
+                          kv[v].name, dim, round, m);
                 }
             }
+            /* The k-means accumulation: the same bits in every variant. */
+            float *sr = malloc(sizeof(float) * 2 * row), *sg = malloc(sizeof(float) * 2 * row);
+            for (size_t d = 0; d < 2 * row; d++)
+                sr[d] = sg[d] = (float)gauss();
+            float sc = (float)unif() * 0.01f;
+            kv[0].acc_u4(lut, code, row, sc, sr);
+            int aok = 1;
+            for (size_t d = 0; d < 2 * row; d++) {
+                uint8_t byte = code[(d / 64) * 32 + d % 32];
+                float want = sg[d] + (float)lut[d % 64 < 32 ? byte & 15 : byte >> 4] * sc;
+                aok &= memcmp(&want, &sr[d], sizeof want) == 0;
+            }
+            CHECK(aok, "dim %d round %d: reference acc_u4 differs from the naive one", dim, round);
+            for (int v = 1; v < nv; v++) {
+                for (size_t d = 0; d < 2 * row; d++)
+                    sr[d] = sg[d];
+                kv[0].acc_u4(lut, code, row, sc, sr);
+                float *sv = malloc(sizeof(float) * 2 * row);
+                memcpy(sv, sg, sizeof(float) * 2 * row);
+                kv[v].acc_u4(lut, code, row, sc, sv);
+                CHECK(memcmp(sr, sv, sizeof(float) * 2 * row) == 0, "%s: acc_u4 dim %d round %d differs", kv[v].name,
+                      dim, round);
+                free(sv);
+            }
+            free(sr);
+            free(sg);
         }
-        free(bits);
+        free(code);
+        free(cent);
     }
 }
 
@@ -325,7 +366,9 @@ static void test_basics(void)
     CHECK(idx_set(x, IDX_MAX_SLOT + 1, v, &e) == JM_EINVAL, "slot beyond IDX_MAX_SLOT accepted");
     q[0] = NAN;
     CHECK(idx_search(x, q, 3, NULL, out, &n, &e) == JM_EINVAL && n == 0, "NaN query accepted");
-    CHECK(idx_set_prefilter(x, 10, 0, &e) == JM_EINVAL, "keep 0 accepted");
+    CHECK(idx_set_probe(x, 0, 0.5f, &e) == JM_EINVAL && idx_set_probe(x, 4, 1.5f, &e) == JM_EINVAL &&
+              idx_set_probe(x, 4, NAN, &e) == JM_EINVAL && idx_set_ivf(x, 0, &e) == JM_EINVAL,
+          "bad search settings accepted");
     q[0] = 0;
 
     /* A zero vector is stored and scores 0. */
@@ -361,10 +404,12 @@ static void test_growth(void)
     CHECK(idx_score(x, q, 0) == first[0] && idx_score(x, q, 50) == first[1] && idx_score(x, q, 100) == first[2],
           "vectors changed by growth");
     size_t b = idx_bytes(x);
-    /* 4-bit codes in rows of 32 * ceil(dim / 64) bytes, a scale, a
-     * generation byte and a live bit per slot, plus a few centres */
+    /* Per live vector a 4-bit row of 32 * ceil(dim / 64) bytes, a scale, a
+     * generation byte and its slot (in chunks of 256 rows: 2048 rows); per
+     * slot a position and a live bit; a few centres. */
     size_t row = ((size_t)dim + 63) / 64 * 32;
-    CHECK(b > bytes0 && b >= (size_t)100001 * row && b < (size_t)131072 * (row + 6) + 65536,
+    CHECK(b > bytes0 && b >= (size_t)2001 * row + 100001 * 4 &&
+              b < (size_t)2048 * (row + 9) + (size_t)100032 * 5 + 65536,
           "idx_bytes %zu", b);
     idx_hit out[10];
     int n;
@@ -373,8 +418,8 @@ static void test_growth(void)
     for (int i = 0; i < n; i++)
         mult &= out[i].slot % 50 == 0;
     CHECK(mult, "search returned a slot never set");
-    /* idx_reserve: no reallocation needed afterwards. */
-    CHECK(idx_reserve(x, 300000, &e) == JM_OK && idx_bytes(x) > b, "reserve");
+    /* idx_reserve: no reallocation needed afterwards; capacity is not use. */
+    CHECK(idx_reserve(x, 300000, &e) == JM_OK && idx_bytes(x) == b, "reserve");
     CHECK(idx_reserve(x, IDX_MAX_SLOT + 2u, &e) == JM_EINVAL, "reserve too much");
     CHECK(idx_score(x, q, 50) == first[1], "reserve lost data");
     free(v);
@@ -387,6 +432,7 @@ static void test_growth(void)
 typedef struct dataset {
     int dim, n, nq;
     float *base, *queries; /* [n][dim], [nq][dim] */
+    int *cl, *qcl;         /* [n], [nq] the centre each was drawn around */
     uint32_t *truth;       /* [nq][10] exact top 10 (score desc, slot asc) */
     double *truth_s;       /* [nq][10] their scores in double */
 } dataset;
@@ -456,16 +502,20 @@ static void dataset_make(dataset *ds, int dim, int n, int nq)
     ds->nq = nq;
     ds->base = malloc(sizeof(float) * dim * n);
     ds->queries = malloc(sizeof(float) * dim * nq);
+    ds->cl = malloc(sizeof(int) * n);
+    ds->qcl = malloc(sizeof(int) * nq);
     for (int i = 0; i < n; i++)
-        gen_vec(&g, ds->base + (size_t)i * dim);
+        ds->cl[i] = gen_vec(&g, ds->base + (size_t)i * dim);
     for (int i = 0; i < nq; i++)
-        gen_vec(&g, ds->queries + (size_t)i * dim);
+        ds->qcl[i] = gen_vec(&g, ds->queries + (size_t)i * dim);
     gen_free(&g);
     exact_truth(ds);
 }
 
 static void dataset_free(dataset *ds)
 {
+    free(ds->cl);
+    free(ds->qcl);
     free(ds->base);
     free(ds->queries);
     free(ds->truth);
@@ -596,6 +646,121 @@ static void precision_run(const dataset *ds, idx *x)
           before, after, truth);
 }
 
+
+/* ---- Filters through the lists ---- */
+
+/* The exact top 10 of query q among the slots allow passes (float pass with
+ * BLAS, the best 30 re-scored in double); returns how many (< 10 when fewer
+ * are allowed). */
+static int allowed_top10(const dataset *ds, const float *q, const uint64_t *allow, float *S, uint32_t *id,
+                         double *sc)
+{
+    enum { T = 30 };
+    k_linear(1, ds->n, ds->dim, q, ds->dim, ds->base, NULL, S, ds->n);
+    float ts[T];
+    uint32_t ti[T];
+    int tn = 0;
+    for (int i = 0; i < ds->n; i++) {
+        if (!(allow[i / 64] >> (i % 64) & 1) || (tn == T && S[i] <= ts[T - 1]))
+            continue;
+        int j = tn < T ? tn++ : T - 1;
+        for (; j > 0 && ts[j - 1] < S[i]; j--) {
+            ts[j] = ts[j - 1];
+            ti[j] = ti[j - 1];
+        }
+        ts[j] = S[i];
+        ti[j] = (uint32_t)i;
+    }
+    double d[T];
+    for (int i = 0; i < tn; i++)
+        d[i] = ddot(q, ds->base + (size_t)ti[i] * ds->dim, ds->dim);
+    for (int i = 1; i < tn; i++) /* insertion sort: score desc, slot asc */
+        for (int j = i; j > 0 && (d[j - 1] < d[j] || (d[j - 1] == d[j] && ti[j - 1] > ti[j])); j--) {
+            double t = d[j];
+            d[j] = d[j - 1];
+            d[j - 1] = t;
+            uint32_t u = ti[j];
+            ti[j] = ti[j - 1];
+            ti[j - 1] = u;
+        }
+    int n = tn < 10 ? tn : 10;
+    for (int i = 0; i < n; i++) {
+        id[i] = ti[i];
+        sc[i] = d[i];
+    }
+    return n;
+}
+
+/* idx_search_exact with allow bitmaps against a brute force over the allowed
+ * slots: random filters passing 50%, 10%, 1% and 0.2% of the vectors (the
+ * last two scored directly, the others through the lists); filters by
+ * cluster, like a category, passing every 3rd and every 10th cluster (most
+ * queries' own cluster is out: the lists nearest them hold nothing allowed,
+ * and the probing must go on to the allowed clusters); and, measured but not
+ * asserted, one that removes each query's 300 nearest: the allowed top 10
+ * then sit at the 300th place of the unfiltered ranking, which 16 lists do
+ * not reach (see idx.h). */
+static void filter_run(const dataset *ds, idx *x)
+{
+    enum { NQ = 100 };
+    static const double fracs[] = {0.5, 0.1, 0.01, 0.002, -3, -10, -1};
+    size_t nw = (size_t)ds->n / 64 + 1;
+    uint64_t *allow = malloc(sizeof(uint64_t) * nw);
+    float *S = malloc(sizeof(float) * ds->n);
+    fetch_ctx fc = {ds, 0, 0, -1};
+    jm_err e;
+    for (size_t fi = 0; fi < sizeof fracs / sizeof fracs[0]; fi++) {
+        int ok = 0, bad = 0;
+        if (fracs[fi] != -1) {
+            memset(allow, 0, sizeof(uint64_t) * nw);
+            for (int i = 0; i < ds->n; i++)
+                if (fracs[fi] > 0 ? unif() < fracs[fi] : ds->cl[i] % (int)-fracs[fi] == 0)
+                    allow[i / 64] |= 1ULL << (i % 64);
+        }
+        for (int q = 0; q < NQ; q++) {
+            const float *qv = ds->queries + (size_t)(q * 7 % ds->nq) * ds->dim;
+            if (fracs[fi] == -1) {
+                /* everything but the 300 nearest */
+                memset(allow, 0xff, sizeof(uint64_t) * nw);
+                k_linear(1, ds->n, ds->dim, qv, ds->dim, ds->base, NULL, S, ds->n);
+                float *c = malloc(sizeof(float) * ds->n);
+                memcpy(c, S, sizeof(float) * ds->n);
+                for (int r = 0; r < 300; r++) {
+                    int b = 0;
+                    for (int i = 1; i < ds->n; i++)
+                        b = c[i] > c[b] ? i : b;
+                    allow[b / 64] &= ~(1ULL << (b % 64));
+                    c[b] = -INFINITY;
+                }
+                free(c);
+            }
+            uint32_t id[10];
+            double sc[10];
+            int nt = allowed_top10(ds, qv, allow, S, id, sc);
+            idx_hit h[10];
+            int n = 0;
+            bad += idx_search_exact(x, qv, 10, 0, allow, fetch_mem, &fc, h, &n, &e) != JM_OK;
+            int same = n == nt;
+            for (int i = 0; i < n; i++) {
+                bad += !(allow[h[i].slot / 64] >> (h[i].slot % 64) & 1);
+                same &= fabs(ddot(qv, ds->base + (size_t)h[i].slot * ds->dim, ds->dim) - sc[i]) <= 1e-6;
+            }
+            ok += same;
+        }
+        if (fracs[fi] > 0)
+            printf("filter, random %g%%: ", 100 * fracs[fi]);
+        else if (fracs[fi] < -1)
+            printf("filter, 1 cluster in %g: ", -fracs[fi]);
+        else
+            printf("filter, all but the query's nearest 300 (not asserted): ");
+        printf("top-10 among the allowed equal on %d of %d queries\n", ok, NQ);
+        CHECK(bad == 0 && (fracs[fi] == -1 || ok >= NQ * 99 / 100), "filter %g: %d of %d equal, %d bad", fracs[fi],
+              ok, NQ, bad);
+    }
+    free(allow);
+    free(S);
+}
+
 static void test_recall(void)
 {
     dataset ds;
@@ -609,15 +774,13 @@ static void test_recall(void)
     CHECK(ok && idx_count(x) == (size_t)ds.n, "loading %d vectors", ds.n);
     precision_run(&ds, x);
     recall_run(&ds, x, "4-bit scan");
-    /* The sign-code prefilter, forced on at this size with a keep (800 =
-     * 4% of N) as small relative to N as the default is at 100k. */
-    CHECK(idx_set_prefilter(x, 1000, 800, &e) == JM_OK, "prefilter on");
-    size_t b = idx_bytes(x);
-    CHECK(b >= (size_t)ds.n * (ds.dim / 2 + ds.dim / 8) && b < (size_t)32768 * (ds.dim / 2 + ds.dim / 8 + 6) + 65536,
-          "bytes with sign codes: %zu", b);
-    recall_run(&ds, x, "sign prefilter + 4-bit");
+    /* The inverted lists, trained at once at this size (~141 lists of
+     * ~140), probed as deep as the default probes at 1M: 16 lists. */
+    CHECK(idx_set_ivf(x, 1000, &e) == JM_OK && idx_nlist(x) > 100, "lists on: %d", idx_nlist(x));
+    recall_run(&ds, x, "inverted lists + 4-bit");
+    filter_run(&ds, x);
 
-    /* Allow bitmap through the prefilter: only slots = 1 mod 3. */
+    /* Allow bitmap through the lists: only slots = 1 mod 3. */
     uint64_t *allow = calloc((ds.n + 63) / 64, sizeof(uint64_t));
     for (int i = 1; i < ds.n; i += 3)
         allow[i / 64] |= 1ULL << (i % 64);
@@ -630,7 +793,7 @@ static void test_recall(void)
             bad += h[i].slot % 3 != 1;
         bad += n != 10;
     }
-    CHECK(bad == 0, "allow bitmap with prefilter: %d bad", bad);
+    CHECK(bad == 0, "allow bitmap with lists: %d bad", bad);
 
     /* Fetch errors pass through; a vector reported missing is skipped. */
     const float *q0 = ds.queries;
@@ -663,12 +826,10 @@ static void test_recall(void)
     /* A huge candidate count is bounded by the live count. */
     CHECK(idx_search_exact(x, q0, 10, 2000000000, allow, fetch_mem, &fc, h, &n, &e) == JM_OK && n == 10,
           "huge candidates: %s", e.msg);
-    /* Switching the prefilter off frees the sign codes; results stay. */
-    size_t with = idx_bytes(x);
-    CHECK(idx_set_prefilter(x, SIZE_MAX, 1, &e) == JM_OK && idx_bytes(x) < with - (size_t)ds.n * 40,
-          "sign codes not freed: %zu -> %zu", with, idx_bytes(x));
+    /* Switching the lists off: exhaustive searches; results stay. */
+    CHECK(idx_set_ivf(x, SIZE_MAX, &e) == JM_OK, "lists off");
     idx_search(x, q0, 10, NULL, h, &n, &e);
-    CHECK(n == 10 && h[0].slot == 12345, "search after prefilter off");
+    CHECK(n == 10 && h[0].slot == 12345, "search after lists off");
     free(allow);
 
     /* Streaming accumulator against the brute force, fed in odd chunks. */
@@ -746,7 +907,7 @@ static void test_threads(void)
     jm_err e;
     idx *x;
     idx_new(dim, &x, &e);
-    idx_set_prefilter(x, 2000, 256, &e); /* both paths: prefilter from 2000 */
+    idx_set_ivf(x, 2000, &e); /* both paths: lists from 2000 */
     float *v = malloc(sizeof(float) * dim), *qs = malloc(sizeof(float) * dim * NQ);
     for (uint32_t i = 0; i < 5000; i++) {
         unit(v, dim);
@@ -754,7 +915,7 @@ static void test_threads(void)
     }
     for (int q = 0; q < NQ; q++)
         unit(qs + (size_t)q * dim, dim);
-    CHECK(idx_bytes(x) >= (size_t)5000 * (dim / 2 + dim / 8), "no sign codes at 5000 vectors");
+    CHECK(idx_nlist(x) > 0, "no lists at 5000 vectors");
     idx_hit *ref = malloc(sizeof(idx_hit) * NQ * 10);
     thr_arg one = {x, qs, dim, NQ, ref, 0};
     thr_main(&one);
@@ -777,6 +938,412 @@ static void test_threads(void)
     idx_free(x);
 }
 
+
+/* ---- Updates while the lists are on ---- */
+
+typedef struct vecstore {
+    int dim;
+    float *v; /* [cap][dim] */
+} vecstore;
+
+static int fetch_store(void *ctx, const uint32_t *slots, int n, float *vecs, jm_err *err)
+{
+    (void)err;
+    const vecstore *vs = ctx;
+    for (int i = 0; i < n; i++)
+        memcpy(vecs + (size_t)i * vs->dim, vs->v + (size_t)slots[i] * vs->dim, sizeof(float) * vs->dim);
+    return JM_OK;
+}
+
+/* Exact top 10 over the live slots [0, n) of vs (double). */
+static int live_top10(const vecstore *vs, const uint8_t *live, uint32_t n, const float *q, double *sc)
+{
+    int m = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        if (!live[i])
+            continue;
+        double v = ddot(q, vs->v + (size_t)i * vs->dim, vs->dim);
+        if (m == 10 && v <= sc[9])
+            continue;
+        int j = m < 10 ? m++ : 9;
+        for (; j > 0 && sc[j - 1] < v; j--)
+            sc[j] = sc[j - 1];
+        sc[j] = v;
+    }
+    return m;
+}
+
+/* Sets, replacements and removals in random order while the index trains
+ * its lists again (at 1500 live vectors and each doubling) and gets new
+ * centres: the searches stay right all along. */
+static void test_updates(void)
+{
+    enum { DIM = 384, CAP = 20000, STEPS = 36000 };
+    jm_err e;
+    gen g;
+    gen_init(&g, DIM, 50, 500);
+    vecstore vs = {DIM, calloc((size_t)CAP * DIM, sizeof(float))};
+    uint8_t *live = calloc(CAP, 1);
+    idx *x;
+    idx_new(DIM, &x, &e);
+    CHECK(idx_set_ivf(x, 1500, &e) == JM_OK, "ivf");
+    uint32_t next = 0, nlive = 0;
+    int ok = 0, tot = 0, self = 0, selftot = 0, errs = 0, trainings = 0, lastnl = 0;
+    float q[DIM];
+    for (int step = 0; step < STEPS; step++) {
+        int op = (int)(rnd() % 10);
+        if (op < 6 || nlive < 200) {
+            if (next >= CAP)
+                continue;
+            uint32_t s = next;
+            next += rnd() % 8 == 0 ? 2 : 1; /* a few slots never set */
+            gen_vec(&g, vs.v + (size_t)s * DIM);
+            errs += idx_set(x, s, vs.v + (size_t)s * DIM, &e) != JM_OK;
+            nlive += !live[s];
+            live[s] = 1;
+        } else {
+            uint32_t s;
+            do
+                s = (uint32_t)(rnd() % next);
+            while (!live[s]);
+            if (op < 8) { /* replace: usually lands in another list */
+                gen_vec(&g, vs.v + (size_t)s * DIM);
+                errs += idx_set(x, s, vs.v + (size_t)s * DIM, &e) != JM_OK;
+            } else {
+                idx_remove(x, s);
+                live[s] = 0;
+                nlive--;
+            }
+        }
+        if (idx_nlist(x) != lastnl) {
+            trainings++;
+            lastnl = idx_nlist(x);
+        }
+        if (step % 2000 == 1999) {
+            errs += idx_count(x) != nlive;
+            for (int t = 0; t < 20; t++) {
+                gen_vec(&g, q);
+                double sc[10];
+                int nt = live_top10(&vs, live, next, q, sc);
+                idx_hit h[10];
+                int n = 0;
+                errs += idx_search_exact(x, q, 10, 0, NULL, fetch_store, &vs, h, &n, &e) != JM_OK;
+                int same = n == nt;
+                for (int i = 0; i < n && same; i++)
+                    same = live[h[i].slot] && fabs(ddot(q, vs.v + (size_t)h[i].slot * DIM, DIM) - sc[i]) <= 1e-6;
+                ok += same;
+                tot++;
+                /* a live vector finds itself first */
+                uint32_t s;
+                do
+                    s = (uint32_t)(rnd() % next);
+                while (!live[s]);
+                errs += idx_search(x, vs.v + (size_t)s * DIM, 1, NULL, h, &n, &e) != JM_OK;
+                self += n == 1 && h[0].slot == s;
+                selftot++;
+            }
+        }
+    }
+    printf("updates: %u live of %u slots, lists trained %d times (%d lists); top-10 exact on %d of %d, "
+           "self found on %d of %d\n",
+           nlive, next, trainings, idx_nlist(x), ok, tot, self, selftot);
+    CHECK(errs == 0 && trainings >= 3 && idx_nlist(x) > 50, "updates: %d errors, %d trainings", errs, trainings);
+    CHECK(ok >= tot * 99 / 100 && self == selftot, "updates: %d of %d exact, self %d of %d", ok, tot, self, selftot);
+    /* Everything removed, then a few back. */
+    for (uint32_t s = 0; s < next; s++)
+        if (live[s]) {
+            idx_remove(x, s);
+            live[s] = 0;
+        }
+    idx_hit h[10];
+    int n = -1;
+    CHECK(idx_count(x) == 0 && idx_search(x, q, 10, NULL, h, &n, &e) == JM_OK && n == 0, "all removed");
+    for (uint32_t s = 0; s < 50; s++)
+        errs += idx_set(x, s * 3, vs.v + (size_t)s * DIM, &e) != JM_OK;
+    CHECK(idx_count(x) == 50 && idx_search(x, vs.v + 7 * DIM, 1, NULL, h, &n, &e) == JM_OK && n == 1 &&
+              h[0].slot == 21,
+          "re-added: %d %u", n, n ? h[0].slot : 0);
+    idx_free(x);
+    gen_free(&g);
+    free(vs.v);
+    free(live);
+}
+
+/* ---- Snapshot ---- */
+
+static const char *snap_path(int which)
+{
+    static char p[2][64];
+    if (!p[which][0])
+        snprintf(p[which], sizeof p[which], "/tmp/test_idx.%d.%d.snap", (int)getpid(), which);
+    return p[which];
+}
+
+/* idx_save into path, then the checksum, as the engine's snapshot would. */
+static int snap_save(const idx *x, const char *path)
+{
+    jm_bin b;
+    jm_err e;
+    if (jm_bin_open(&b, path, "w", &e))
+        return -1;
+    int rc = idx_save(x, &b, &e);
+    uint64_t sum = jm_bin_sum(&b);
+    if (!rc)
+        rc = jm_bin_write(&b, &sum, sizeof sum, &e);
+    return jm_bin_close(&b, &e) || rc;
+}
+
+/* idx_load, and (check_sum) the checksum after it. */
+static int snap_load(const char *path, idx **out, int check_sum, jm_err *e)
+{
+    jm_bin b;
+    *out = NULL;
+    if (jm_bin_open(&b, path, "r", e))
+        return JM_EIO;
+    int rc = idx_load(&b, out, e);
+    if (rc == JM_OK && check_sum) {
+        uint64_t want = 0, got = jm_bin_sum(&b);
+        if ((rc = jm_bin_read(&b, &want, sizeof want, e)) == JM_OK && want != got)
+            rc = jm_fail(e, JM_EFORMAT, "checksum");
+        if (rc) {
+            idx_free(*out);
+            *out = NULL;
+        }
+    }
+    jm_bin_close(&b, NULL);
+    return rc;
+}
+
+/* Same counts, same hits (slots and score bits) for every query with and
+ * without a filter, same approximate score of every slot. */
+static int same_index(const idx *a, const idx *b, const float *qs, int nq, int dim, const uint64_t *allow)
+{
+    jm_err e;
+    if (idx_count(a) != idx_count(b) || idx_slots(a) != idx_slots(b) || idx_nlist(a) != idx_nlist(b) ||
+        idx_dim(a) != idx_dim(b))
+        return 0;
+    idx_hit ha[50], hb[50];
+    for (int q = 0; q < nq; q++) {
+        const float *qv = qs + (size_t)q * dim;
+        for (int f = 0; f < 2; f++) {
+            int na = -1, nb = -2;
+            idx_search(a, qv, 50, f ? allow : NULL, ha, &na, &e);
+            idx_search(b, qv, 50, f ? allow : NULL, hb, &nb, &e);
+            if (na != nb || memcmp(ha, hb, sizeof(idx_hit) * na) != 0)
+                return 0;
+        }
+    }
+    for (uint32_t s = 0; s < idx_slots(a) + 5; s++) {
+        float sa = idx_score(a, qs, s), sb = idx_score(b, qs, s);
+        if (isnan(sa) != isnan(sb) || (!isnan(sa) && memcmp(&sa, &sb, sizeof sa) != 0))
+            return 0;
+    }
+    return 1;
+}
+
+static long file_read_all(const char *path, unsigned char **out)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return -1;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    *out = malloc((size_t)n);
+    if (fread(*out, 1, (size_t)n, f) != (size_t)n)
+        n = -1;
+    fclose(f);
+    return n;
+}
+
+static void file_write_all(const char *path, const unsigned char *p, long n)
+{
+    FILE *f = fopen(path, "wb");
+    if (f) {
+        fwrite(p, 1, (size_t)n, f);
+        fclose(f);
+    }
+}
+
+/* Loads a patched copy of the file: 1 if idx_load itself rejects it with
+ * JM_EFORMAT (no index out), before any checksum. */
+static int rejects(const unsigned char *file, long size, long off, const void *val, size_t len)
+{
+    unsigned char *c = malloc((size_t)size);
+    memcpy(c, file, (size_t)size);
+    memcpy(c + off, val, len);
+    file_write_all(snap_path(1), c, size);
+    free(c);
+    idx *y = (idx *)1;
+    jm_err e = {0};
+    int rc = snap_load(snap_path(1), &y, 0, &e);
+    int ok = rc == JM_EFORMAT && y == NULL && e.msg[0];
+    if (!ok)
+        fprintf(stderr, "  patch at %ld: rc %d, msg \"%s\"\n", off, rc, e.msg);
+    idx_free(y);
+    return ok;
+}
+
+static void test_snapshot(void)
+{
+    enum { DIM = 96, NQ = 40 };
+    jm_err e;
+    gen g;
+    gen_init(&g, DIM, 20, 200);
+    float *v = malloc(sizeof(float) * DIM), *qs = malloc(sizeof(float) * DIM * NQ);
+    for (int q = 0; q < NQ; q++)
+        gen_vec(&g, qs + (size_t)q * DIM);
+    uint64_t allow[1024]; /* slots up to 65536 */
+    for (int i = 0; i < 1024; i++)
+        allow[i] = rnd() & rnd(); /* a quarter of the slots */
+
+    /* Empty, and small without lists. */
+    idx *x, *y;
+    idx_new(DIM, &x, &e);
+    CHECK(snap_save(x, snap_path(0)) == 0 && snap_load(snap_path(0), &y, 1, &e) == JM_OK && y &&
+              same_index(x, y, qs, NQ, DIM, allow),
+          "empty round trip: %s", e.msg);
+    idx_free(y);
+    for (uint32_t i = 0; i < 700; i++) {
+        gen_vec(&g, v);
+        idx_set(x, i * 3, v, &e);
+    }
+    CHECK(snap_save(x, snap_path(0)) == 0 && snap_load(snap_path(0), &y, 1, &e) == JM_OK && y &&
+              idx_nlist(y) == 0 && same_index(x, y, qs, NQ, DIM, allow),
+          "small round trip: %s", e.msg);
+    idx_free(y);
+    idx_free(x);
+
+    /* With lists (trained at 1000 and again at 2000, 4000), sparse slots,
+     * removals and replacements (partial and freed chunks), several
+     * centres, search settings other than the defaults. */
+    idx_new(DIM, &x, &e);
+    idx_set_ivf(x, 1000, &e);
+    idx_set_probe(x, 6, 0.25f, &e);
+    for (uint32_t i = 0; i < 6000; i++) {
+        gen_vec(&g, v);
+        idx_set(x, i * 4 + (uint32_t)(rnd() % 4), v, &e);
+    }
+    for (int i = 0; i < 1500; i++) {
+        uint32_t s = (uint32_t)(rnd() % 24000);
+        if (i % 2) {
+            idx_remove(x, s);
+        } else if (idx_is_live(x, s)) {
+            gen_vec(&g, v);
+            idx_set(x, s, v, &e);
+        }
+    }
+    CHECK(idx_nlist(x) > 40, "lists: %d", idx_nlist(x));
+    CHECK(snap_save(x, snap_path(0)) == 0, "save");
+    int rc = snap_load(snap_path(0), &y, 1, &e);
+    CHECK(rc == JM_OK && y && same_index(x, y, qs, NQ, DIM, allow), "round trip: %d %s", rc, e.msg);
+    /* The same further updates on both: another training (the live count
+     * doubles), another centre, removals. */
+    uint64_t st = rng_state;
+    for (int pass = 0; pass < 2 && y; pass++) {
+        rng_state = st;
+        idx *z = pass ? y : x;
+        for (uint32_t i = 0; i < 7000; i++) {
+            gen_vec(&g, v);
+            idx_set(z, 24000 + i * 2, v, &e);
+            if (i % 5 == 0)
+                idx_remove(z, (uint32_t)(rnd() % 30000));
+        }
+    }
+    CHECK(y && idx_nlist(x) > 60 && same_index(x, y, qs, NQ, DIM, allow), "after further updates: %d lists",
+          idx_nlist(x));
+    idx_free(y);
+
+    /* Truncated anywhere: an error, never a crash or a leak. */
+    CHECK(snap_save(x, snap_path(0)) == 0, "save again");
+    unsigned char *file = NULL;
+    long size = file_read_all(snap_path(0), &file);
+    CHECK(size > 1000, "snapshot size %ld", size);
+    long cuts[] = {0, 1, 7, 8, 9, 100, 167, 168, 169, 200, 1000, size / 5, size / 4, size / 2, 3 * size / 4,
+                   size - 17, size - 16, size - 9, size - 8, size - 1};
+    int tok = 1;
+    for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
+        file_write_all(snap_path(1), file, cuts[i]);
+        y = (idx *)1;
+        e.msg[0] = 0;
+        rc = snap_load(snap_path(1), &y, 1, &e);
+        if (!(rc == JM_EFORMAT && y == NULL && strstr(e.msg, "ends"))) {
+            fprintf(stderr, "  cut at %ld: rc %d, \"%s\"\n", cuts[i], rc, e.msg);
+            tok = 0;
+        }
+    }
+    CHECK(tok, "truncated files");
+
+    /* Corrupt values that idx_load itself must reject (the checksum would
+     * catch any change, but the reader must not trust the data before it). */
+    uint64_t hdr[20];
+    memcpy(hdr, file + 8, sizeof hdr);
+    uint64_t dim = hdr[1], row = hdr[2], nslots = hdr[4], ngen = hdr[6], nlist = hdr[8], n1 = hdr[9];
+    struct {
+        int word;
+        uint64_t val;
+    } hp[] = {{-1, 0x1234},          {0, 2},          {1, 0},          {1, dim + 1},     {1, 1 << 20},
+              {2, row + 32},         {3, 128},        {4, 1ULL << 40}, {4, nslots - 64}, {4, nslots + 64},
+              {5, hdr[5] + 1},       {5, nslots + 1}, {6, 0},          {6, 33},          {6, ngen + 1},
+              {6, ngen - 1},         {7, 1ULL << 50}, {8, 0},          {8, nlist + 1},   {8, 1 << 30},
+              {9, nlist + 1},        {9, n1 - 1},     {9, n1 + 1},     {11, 1ULL << 40}, {12, 0},
+              {13, 0},               {13, 1ULL << 40}, {14, 0x40000000}, {15, 31},       {17, 1}};
+    int hok = 1;
+    for (size_t i = 0; i < sizeof hp / sizeof hp[0]; i++) {
+        long off = hp[i].word < 0 ? 0 : 8 + 8 * hp[i].word;
+        if (!rejects(file, size, off, &hp[i].val, sizeof(uint64_t))) {
+            fprintf(stderr, "  header word %d = %llu accepted\n", hp[i].word, (unsigned long long)hp[i].val);
+            hok = 0;
+        }
+    }
+    CHECK(hok, "corrupt header words");
+    /* ... and in the body: the cell table, a centroid, the first list's
+     * length and its first rows (list 0 holds fewer than 4096 rows, so its
+     * arrays follow one another), the end marker. */
+    long off_cell = 168 + 8 * (long)((nslots + 63) / 64) + (long)(ngen - 1) * (long)dim * 4;
+    long off_cl = off_cell + (long)(n1 + 1) * 4 + (long)n1 * (long)dim * 4;
+    long off_l0 = off_cl + (long)nlist * (long)dim * 4;
+    uint32_t n0;
+    memcpy(&n0, file + off_l0, 4);
+    long off_scale = off_l0 + 4 + (long)n0 * (long)row, off_gen = off_scale + 4L * n0, off_slot = off_gen + n0;
+    uint32_t slot0, zero = 0, huge = 0x7fffffff, badslot = (uint32_t)nslots + 5;
+    memcpy(&slot0, file + off_slot, 4);
+    float nanv = NAN, negv = -1;
+    uint8_t badgen = (uint8_t)ngen;
+    uint64_t badend = 0;
+    int bok = n0 > 2 && n0 < 4096;
+    bok &= rejects(file, size, off_cell + 4, &zero, 4);                    /* cell table not increasing */
+    bok &= rejects(file, size, off_cl + 12, &nanv, 4);                     /* a leaf not finite */
+    bok &= rejects(file, size, off_l0, &huge, 4);                          /* a list longer than the count */
+    bok &= rejects(file, size, off_slot, &badslot, 4);                     /* a slot out of range */
+    bok &= rejects(file, size, off_slot + 4, &slot0, 4);                   /* a slot twice */
+    bok &= rejects(file, size, off_gen, &badgen, 1);                       /* a generation out of range */
+    bok &= rejects(file, size, off_scale, &nanv, 4);                       /* a scale not finite */
+    bok &= rejects(file, size, off_scale + 4, &negv, 4);                   /* a negative scale */
+    bok &= rejects(file, size, size - 16, &badend, 8);                     /* the end marker */
+    CHECK(bok, "corrupt body values (list 0: %u rows)", n0);
+    /* A slot that is not live: the first dead slot below nslots. */
+    uint64_t *bm = (uint64_t *)(file + 168);
+    uint32_t dead = 0;
+    while (dead < nslots && (bm[dead / 64] >> (dead % 64) & 1))
+        dead++;
+    CHECK(dead < nslots && rejects(file, size, off_slot, &dead, 4), "a row of a dead slot accepted");
+    free(file);
+
+    /* The search settings came back, and off stays off. */
+    idx_set_ivf(x, SIZE_MAX, &e);
+    CHECK(snap_save(x, snap_path(0)) == 0 && snap_load(snap_path(0), &y, 1, &e) == JM_OK &&
+              same_index(x, y, qs, NQ, DIM, allow),
+          "round trip with the lists off");
+    idx_free(y);
+    remove(snap_path(0));
+    remove(snap_path(1));
+    idx_free(x);
+    gen_free(&g);
+    free(v);
+    free(qs);
+}
+
 int main(void)
 {
     k_init();
@@ -784,6 +1351,8 @@ int main(void)
     test_basics();
     test_growth();
     test_threads();
+    test_updates();
+    test_snapshot();
     test_recall();
     return CHECK_DONE("test_idx");
 }
