@@ -21,6 +21,9 @@
  * model) and warm (the same queries again, their embeddings cached). --stream
  * also times Q2 queries in stream mode (cold).
  *
+ * --snapshot FILE loads the engine from that snapshot (rank.h) when it fits,
+ * else scans and writes it: run twice to time both loads.
+ *
  * A 1,000,000-job store takes a while to generate (~2 GB of SQLite for 1M):
  * make it once, e.g. `--db build/bench-1m.db --jobs 1000000 --queries 5`, and
  * reuse it. */
@@ -208,6 +211,7 @@ int main(int argc, char **argv)
     const char *onet_db = "build/bench-onet.db", *path = NULL, *model_dir = "models/all-MiniLM-L6-v2";
     int64_t n = 100000;
     int nq = 1000, nstream = 0;
+    const char *snap = NULL;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--onet-db")) onet_db = argv[i + 1];
         else if (!strcmp(argv[i], "--db")) path = argv[i + 1];
@@ -215,9 +219,10 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--model")) model_dir = argv[i + 1];
         else if (!strcmp(argv[i], "--queries")) nq = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--stream")) nstream = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--snapshot")) snap = argv[i + 1];
     }
     if (!path) {
-        fprintf(stderr, "usage: bench_rank --db FILE --jobs N [--onet-db FILE] [--queries Q] [--stream Q2]\n");
+        fprintf(stderr, "usage: bench_rank --db FILE --jobs N [--onet-db FILE] [--queries Q] [--stream Q2] [--snapshot FILE]\n");
         return 2;
     }
     jm_err err = {0};
@@ -273,7 +278,10 @@ int main(int argc, char **argv)
     double rss0 = rss_mb();
     rank_engine *e = NULL;
     double t0 = jm_now();
-    if (rank_open(d, m, NULL, &e, &err)) {
+    rank_opts ro;
+    rank_opts_default(&ro);
+    ro.snapshot = snap;
+    if (rank_open(d, m, &ro, &e, &err)) {
         fprintf(stderr, "bench_rank: %s\n", err.msg);
         return 1;
     }
@@ -282,8 +290,18 @@ int main(int argc, char **argv)
     rank_get_info(e, &info);
     double rss1 = rss_mb();
     printf("# bench_rank: %lld jobs, %lld skills, SQLite %s\n", (long long)info.jobs, (long long)info.skills, path);
-    printf("index load from SQLite: %.2f s; index %.1f MB; RSS %.0f MB with the model (%.0f MB before the index)\n",
-           load, info.index_bytes / 1048576.0, rss1, rss0);
+    printf("index load from %s: %.2f s; index %.1f MB; RSS %.0f MB with the model (%.0f MB before the index)\n",
+           info.from_snapshot ? "the snapshot" : "SQLite", load, info.index_bytes / 1048576.0, rss1, rss0);
+    if (snap && !info.from_snapshot) {
+        /* for the next run: written now, before the queries, so the RSS
+         * figures below include whatever writing it costs */
+        double ts = jm_now();
+        if (rank_snapshot_save(e, snap, &err))
+            fprintf(stderr, "bench_rank: %s\n", err.msg);
+        else
+            printf("snapshot written to %s in %.2f s (%s)\n", snap, jm_now() - ts,
+                   info.snapshot_why ? info.snapshot_why : "-");
+    }
     double *lat = malloc(sizeof(double) * (size_t)(nq > nstream ? nq : nstream) + 8);
     for (int pass = 0; pass < 3; pass++) {
         int Q = pass == 2 ? nstream : nq, warm = pass == 1;

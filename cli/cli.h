@@ -9,6 +9,10 @@
 
 const char *cli_default_model(void); /* $JOBMATCH_MODEL or DEFAULT_MODEL */
 const char *cli_default_db(void);    /* $JOBMATCH_DB or DEFAULT_DB */
+/* The engine snapshot file for a store (rank.h, "Snapshots"): opt if given,
+ * else $JOBMATCH_SNAPSHOT, else "<file>.snapshot" beside a SQLite file; NULL
+ * when that is "off", or for PostgreSQL with neither set. Written into buf. */
+const char *cli_snapshot_path(const char *db_url, const char *opt, char *buf, size_t cap);
 int cli_parse_int(const char *s, const char *what, long lo, long hi, long *out);
 
 int cmd_migrate(int argc, char **argv);

@@ -25,6 +25,8 @@ typedef struct common {
     const char *job;
     double readiness;
     rank_opts o;
+    const char *snapshot;
+    char snapbuf[4096];
 } common;
 
 static int parse_money(const char *s, const char *what, double *out)
@@ -54,10 +56,13 @@ static int parse_money(const char *s, const char *what, double *out)
     "                        the vectors from the database for each query)\n"            \
     "  --db URL              SQLite file or postgresql:// URL (default $JOBMATCH_DB or " DEFAULT_DB ")\n" \
     "  --model DIR           model directory (default $JOBMATCH_MODEL or " DEFAULT_MODEL ")\n" \
+    "  --snapshot PATH|off   engine snapshot (default $JOBMATCH_SNAPSHOT, or DB.snapshot\n" \
+    "                        beside a SQLite file): read when it fits the store, written\n" \
+    "                        when the load had to scan for a second or more\n" \
     "  --json                stable JSON (docs/ranking.md) instead of a table\n"
 
 enum { O_LOC = 1000, O_REMOTE, O_SMIN, O_SMAX, O_EMP, O_SEN, O_POSTED, O_EXCL, O_PERCO, O_INDEX, O_JSON, O_JOB,
-       O_TOP, O_READY, O_SKILLS, O_DB, O_MODEL, O_HELP };
+       O_TOP, O_READY, O_SKILLS, O_DB, O_MODEL, O_SNAP, O_HELP };
 
 static const struct option common_opts[] = {
     {"skills", required_argument, 0, O_SKILLS}, {"location", required_argument, 0, O_LOC},
@@ -69,6 +74,7 @@ static const struct option common_opts[] = {
     {"job", required_argument, 0, O_JOB},         {"top", required_argument, 0, O_TOP},
     {"readiness", required_argument, 0, O_READY}, {"db", required_argument, 0, O_DB},
     {"model", required_argument, 0, O_MODEL},     {"help", no_argument, 0, O_HELP},
+    {"snapshot", required_argument, 0, O_SNAP},
     {0, 0, 0, 0}};
 
 /* Returns 0 to go on, 1 after --help, 2 on bad usage. */
@@ -136,6 +142,7 @@ static int parse(int argc, char **argv, common *c, int is_gap, void (*usage)(voi
         }
         case O_DB: c->url = optarg; break;
         case O_MODEL: c->model = optarg; break;
+        case O_SNAP: c->snapshot = optarg; break;
         case 'h':
         case O_HELP: usage(); return 1;
         default: return 2;
@@ -176,10 +183,22 @@ static int env_open(const common *c, env *v)
 {
     jm_err err = {0};
     memset(v, 0, sizeof *v);
+    rank_opts o = c->o;
+    o.snapshot = c->snapshot;
     if (db_open(c->url, &v->d, &err) || bert_load(c->model, &v->m, &err) ||
-        bert_pool_new(v->m, 1, &v->pool, &err) || rank_open(v->d, v->m, &c->o, &v->e, &err)) {
+        bert_pool_new(v->m, 1, &v->pool, &err) || rank_open(v->d, v->m, &o, &v->e, &err)) {
         fprintf(stderr, "jobmatch: %s\n", err.msg);
         return 1;
+    }
+    /* a slow load (a large store) leaves a snapshot for the next one */
+    rank_info in;
+    rank_get_info(v->e, &in);
+    if (o.snapshot && !in.from_snapshot && in.load_secs >= 1.0) {
+        if (rank_snapshot_save(v->e, o.snapshot, &err))
+            fprintf(stderr, "jobmatch: note: %s\n", err.msg);
+        else
+            fprintf(stderr, "jobmatch: the load took %.1f s; wrote %s so the next one is quick\n", in.load_secs,
+                    o.snapshot);
     }
     return 0;
 }
@@ -211,6 +230,7 @@ static int start(int argc, char **argv, common *c, int is_gap, void (*usage)(voi
         common_free(c);
         return r == 1 ? 0 : 2;
     }
+    c->snapshot = cli_snapshot_path(c->url, c->snapshot, c->snapbuf, sizeof c->snapbuf);
     if (env_open(c, v)) {
         env_close(v);
         common_free(c);

@@ -24,6 +24,27 @@ const char *cli_default_db(void)
     return e && *e ? e : DEFAULT_DB;
 }
 
+const char *cli_snapshot_path(const char *db_url, const char *opt, char *buf, size_t cap)
+{
+    const char *e = getenv("JOBMATCH_SNAPSHOT");
+    const char *p = opt && *opt ? opt : e && *e ? e : NULL;
+    if (p) {
+        if (!strcmp(p, "off"))
+            return NULL;
+        snprintf(buf, cap, "%s", p);
+        return buf;
+    }
+    if (!db_url || !strncmp(db_url, "postgres", 8) || !strcmp(db_url, ":memory:"))
+        return NULL;
+    if (!strncmp(db_url, "sqlite:", 7))
+        db_url += 7;
+    else if (!strncmp(db_url, "file:", 5))
+        db_url += 5;
+    if ((size_t)snprintf(buf, cap, "%s.snapshot", db_url) >= cap)
+        return NULL;
+    return buf;
+}
+
 int cli_parse_int(const char *s, const char *what, long lo, long hi, long *out)
 {
     char *end;

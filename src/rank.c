@@ -172,8 +172,6 @@ static int parse_day(const char *s)
  * instead of 3.2), each string addressed by a 32-bit handle (rank_str):
  * 1 + (block << 16 | offset), 0 = NULL. A string longer than a block gets
  * a block of its own. At most 65535 blocks (~4 GiB of strings). */
-#define SBLK_SIZE 65536
-#define SBLK_MAX 65535
 
 /* A copy of s in the arena: its handle, or 0 when out of memory. */
 static uint32_t arena_strdup(rank_engine *e, const char *s)
@@ -190,7 +188,7 @@ static uint32_t arena_strdup(rank_engine *e, const char *s)
             e->sblk = nb;
             e->sblk_cap = nc;
         }
-        char *b = malloc(n > SBLK_SIZE ? n : SBLK_SIZE);
+        char *b = calloc(1, n > SBLK_SIZE ? n : SBLK_SIZE);
         if (!b)
             return 0;
         e->sblk[e->sblk_n++] = b;
@@ -1114,10 +1112,19 @@ static int ignore_row(void *ctx, const db_row *r)
     return JM_OK;
 }
 
-int rank_open(db *d, const bert_model *model, const rank_opts *opts, rank_engine **out, jm_err *err)
+int rank_db_rev(const rank_engine *e, int64_t *now, jm_err *err)
+{
+    return db_changes(e->d, e->model_id, INT64_MAX, ignore_row, NULL, now, err);
+}
+
+int rank_load_skills(rank_engine *e, jm_err *err) { return load_skills(e, err); }
+
+void rank_accel_build(rank_engine *e) { accel_build(e, sk_count(e->voc)); }
+
+/* A new engine with nothing loaded. */
+static int engine_new(db *d, const bert_model *model, const rank_opts *opts, rank_engine **out, jm_err *err)
 {
     *out = NULL;
-    double t0 = jm_now();
     rank_engine *e = calloc(1, sizeof *e);
     if (!e)
         return jm_fail(err, JM_ENOMEM, "out of memory");
@@ -1125,6 +1132,7 @@ int rank_open(db *d, const bert_model *model, const rank_opts *opts, rank_engine
         e->o = *opts;
     else
         rank_opts_default(&e->o);
+    e->o.snapshot = NULL; /* the caller's string: rank_open only */
     e->d = d;
     e->arena16 = 1;
     e->model = model;
@@ -1138,11 +1146,69 @@ int rank_open(db *d, const bert_model *model, const rank_opts *opts, rank_engine
         rc = jm_fail(err, JM_ENOMEM, "out of memory");
     if (rc == JM_OK && e->o.index_mode == RANK_INDEX_MEMORY)
         rc = idx_new(e->dim, &e->ix, err);
+    if (rc) {
+        rank_close(e);
+        return rc;
+    }
+    *out = e;
+    return JM_OK;
+}
+
+/* The engine from a snapshot, then the changes since it was written. */
+static int open_snapshot(rank_engine *e, const char *path, jm_err *err)
+{
+    const char *why = NULL;
+    int rc = rank_snap_load(e, path, &why, err);
+    if (rc) {
+        e->snap_why = why;
+        return rc;
+    }
+    double t1 = jm_now();
+    rc = load_skills(e, err);
+    if (rc == JM_OK && !e->accel)
+        accel_build(e, sk_count(e->voc));
+    double t2 = jm_now();
+    int applied = 0;
+    e->last_refresh = e->last_skills_check = jm_now();
+    if (rc == JM_OK)
+        rc = rank_refresh(e, &applied, err);
+    if (getenv("JOBMATCH_TRACE"))
+        fprintf(stderr, "rank: load: snapshot %s, skills %.3f s, %d changes since applied in %.3f s\n", path,
+                t2 - t1, applied, jm_now() - t2);
+    e->from_snapshot = rc == JM_OK;
+    return rc;
+}
+
+int rank_open(db *d, const bert_model *model, const rank_opts *opts, rank_engine **out, jm_err *err)
+{
+    *out = NULL;
+    double t0 = jm_now();
+    rank_engine *e;
+    int rc = engine_new(d, model, opts, &e, err);
+    if (rc)
+        return rc;
+    const char *why = NULL;
+    if (opts && opts->snapshot && *opts->snapshot) {
+        rc = open_snapshot(e, opts->snapshot, err);
+        if (rc == JM_OK) {
+            e->load_secs = jm_now() - t0;
+            *out = e;
+            return JM_OK;
+        }
+        why = e->snap_why;
+        rank_close(e);
+        if (rc < 0 && !why)
+            return rc; /* the database failed while the changes were applied */
+        if ((rc = engine_new(d, model, opts, &e, err)))
+            return rc;
+        e->snap_why = why ? why : "unreadable";
+        if (getenv("JOBMATCH_TRACE"))
+            fprintf(stderr, "rank: load: snapshot %s not used: %s\n", opts->snapshot, e->snap_why);
+    }
     /* The change-log position first: whatever changes during the load is
      * applied again by the first refresh, harmlessly. */
     int64_t now = 0;
-    if (rc == JM_OK)
-        rc = db_changes(d, e->model_id, INT64_MAX, ignore_row, NULL, &now, err);
+    rc = rank_db_rev(e, &now, err);
     int applied = 0;
     double t1 = jm_now();
     if (rc == JM_OK)
@@ -1365,6 +1431,9 @@ void rank_get_info(rank_engine *e, rank_info *out)
     out->cache_misses = cs.misses;
     out->cache_entries = cs.entries;
     out->cache_bytes = (int64_t)cs.bytes;
+    out->from_snapshot = e->from_snapshot;
+    out->snapshot_why = e->snap_why;
+    out->snapshot_rev = e->snap_rev;
     pthread_rwlock_unlock(&e->lock);
 }
 

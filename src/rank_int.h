@@ -117,11 +117,19 @@ struct rank_engine {
     int ndirty, dirty_cap;
     int reference;             /* tests: score every job (rank_set_reference) */
     vcache *cache;             /* embeddings of profile texts and unknown skills */
+    int from_snapshot;         /* see rank_info */
+    const char *snap_why;
+    int64_t snap_rev;
 };
 
 /* An rcw byte: min(required, 31) | min(nice-to-have, 7) << 5. */
 #define RCW_REQ(x) ((unsigned)(x) & 31)
 #define RCW_NICE(x) ((unsigned)(x) >> 5)
+
+/* The string arena's blocks (rank_str): SBLK_SIZE bytes, or one string
+ * longer than that alone; zero-filled past the strings (snapshots). */
+#define SBLK_SIZE 65536
+#define SBLK_MAX 65535
 
 /* Arena entry k (vocabulary index << 1 | required). */
 static inline uint32_t rank_ask(const rank_engine *e, size_t k)
@@ -179,6 +187,19 @@ void rank_set_reference(rank_engine *e, int on);
  * used (0: the full pass). */
 int rank_skill_candidates(rank_engine *e, bert_pool *pool, const rank_query *q, int **slots, float **scores, int *n,
                           int *fast, jm_err *err);
+/* rank.c for rank_snap.c: the skills table's embeddings and the IDFs
+ * (caller holds the write lock, or is rank_open); the skill pass's
+ * structures (the same). */
+int rank_load_skills(rank_engine *e, jm_err *err);
+/* The store's change-log counter now. */
+int rank_db_rev(const rank_engine *e, int64_t *now, jm_err *err);
+void rank_accel_build(rank_engine *e);
+/* rank_snap.c for rank_open: fills the empty engine e from the snapshot at
+ * path. JM_OK when it did; otherwise *why says why not (e is then half
+ * filled: the caller closes it), and the return value is 1 for a file that
+ * does not fit or JM_ENOMEM / JM_EIO from the database. */
+int rank_snap_load(rank_engine *e, const char *path, const char **why, jm_err *err);
+
 /* Tests: rebuild the skill pass's structures now (a refresh does it once many
  * jobs changed). */
 void rank_rebuild(rank_engine *e);

@@ -35,6 +35,8 @@ typedef struct req {
 
 struct srv {
     srv_config cfg;
+    char snapshot[4096];   /* cfg.rank.snapshot, copied; "" = none */
+    double snap_last;      /* jm_now() of the last snapshot written or tried */
     struct MHD_Daemon *mhd;
     int port;
     bert_model *model;

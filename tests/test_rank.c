@@ -952,6 +952,280 @@ static void cache_suite(void)
     vc_free(c);
 }
 
+/* ---------- snapshots ---------- */
+
+/* The answers of nq queries drawn from seed, as one text (see snap). */
+static char *answers(rank_engine *e, int nq, uint64_t seed)
+{
+    uint64_t keep = rs;
+    rs = seed;
+    size_t cap = 1 << 16, len = 0;
+    char *all = malloc(cap);
+    all[0] = 0;
+    for (int qi = 0; qi < nq; qi++) {
+        const char *sk[6];
+        int ns = 1 + (int)(ur() * 5);
+        for (int i = 0; i < ns; i++)
+            sk[i] = ur() < 0.15 ? typed[(int)(ur() * (sizeof typed / sizeof typed[0]))] : pool[pick_skill()];
+        rank_query q = {sk, ns, 10, 0, {0}};
+        rank_filters_init(&q.filters);
+        if (qi % 4 == 1)
+            q.filters.location = places_q[qi % 5];
+        rank_response r;
+        jm_err err = {0};
+        int rc = rank_recommend(e, pool_, &q, &r, &err);
+        char *t = snap(rc, &r);
+        if (rc == 0)
+            rank_response_free(&r);
+        size_t tl = strlen(t);
+        while (len + tl + 1 > cap)
+            all = realloc(all, cap *= 2);
+        memcpy(all + len, t, tl + 1);
+        len += tl;
+        free(t);
+    }
+    rs = keep;
+    return all;
+}
+
+static int same_answers(rank_engine *a, rank_engine *b, int nq)
+{
+    char *x = answers(a, nq, 777), *y = answers(b, nq, 777);
+    int same = !strcmp(x, y);
+    if (!same) {
+        size_t at = 0;
+        while (x[at] && x[at] == y[at])
+            at++;
+        fprintf(stderr, "answers differ at:\n  %.160s\n  %.160s\n", x + at, y + at);
+    }
+    free(x);
+    free(y);
+    return same;
+}
+
+/* Opens an engine with opts + snapshot; checks whether it was used. */
+static rank_engine *open_snap(db *d, const rank_opts *o, const char *path, int want, const char *why_has,
+                              const char *tag, const char *what)
+{
+    rank_opts so = *o;
+    so.snapshot = path;
+    rank_engine *e = NULL;
+    jm_err err = {0};
+    if (rank_open(d, model, &so, &e, &err)) {
+        CHECK(0, "%s %s: rank_open: %s", tag, what, err.msg);
+        return NULL;
+    }
+    rank_info in;
+    rank_get_info(e, &in);
+    CHECK(in.from_snapshot == want, "%s %s: from_snapshot %d, wanted %d (%s)", tag, what, in.from_snapshot, want,
+          in.snapshot_why ? in.snapshot_why : "-");
+    if (why_has)
+        CHECK(in.snapshot_why && strstr(in.snapshot_why, why_has), "%s %s: why \"%s\", wanted \"%s\"", tag, what,
+              in.snapshot_why ? in.snapshot_why : "(none)", why_has);
+    return e;
+}
+
+static long file_size(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return -1;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fclose(f);
+    return n;
+}
+
+/* copy src to dst, keeping the first `keep` bytes (-1: all), byte `flip`
+ * (if >= 0) inverted */
+static void copy_file(const char *src, const char *dst, long keep, long flip)
+{
+    FILE *a = fopen(src, "rb"), *b = fopen(dst, "wb");
+    long i = 0;
+    int c;
+    while (a && b && (keep < 0 || i < keep) && (c = fgetc(a)) != EOF) {
+        fputc(i == flip ? c ^ 0x5a : c, b);
+        i++;
+    }
+    if (a)
+        fclose(a);
+    if (b)
+        fclose(b);
+}
+
+static void rm_db(const char *path)
+{
+    char w[128];
+    unlink(path);
+    snprintf(w, sizeof w, "%s-wal", path);
+    unlink(w);
+    snprintf(w, sizeof w, "%s-shm", path);
+    unlink(w);
+}
+
+static void snapshot_suite(const char *url, const char *tag, rank_index_mode mode)
+{
+    jm_err err = {0};
+    db *d = NULL;
+    if (db_open(url, &d, &err)) {
+        CHECK(0, "%s: open: %s", tag, err.msg);
+        return;
+    }
+    int N = 300, dim = bert_dim(model);
+    db_job *js = calloc((size_t)N, sizeof(db_job));
+    for (int i = 0; i < N; i++)
+        gen_job(i, 0, &js[i]);
+    CHECK(db_upsert_jobs(d, js, N, NULL, &err) == 0, "%s: upsert: %s", tag, err.msg);
+    for (int i = 0; i < N; i++)
+        db_job_clear(&js[i]);
+    free(js);
+    ej_opts eo = {.batch = 64, .progress = EJ_QUIET};
+    ej_stats st;
+    CHECK(vectors(d, dim, &err) == 0 && ej_run(d, pool_, bert_model_id(model), dim, &eo, &st, &err) == 0,
+          "%s: vectors: %s", tag, err.msg);
+    char path[] = "/tmp/jm_test_snap_XXXXXX", bad[64];
+    int fd = mkstemp(path);
+    if (fd >= 0)
+        close(fd);
+    unlink(path);
+    snprintf(bad, sizeof bad, "%s.bad", path);
+    rank_opts o;
+    rank_opts_default(&o);
+    o.refresh_secs = -1;
+    o.index_mode = mode;
+    /* no file yet: a scan */
+    rank_engine *e1 = open_snap(d, &o, path, 0, "cannot be opened", tag, "missing file");
+    if (!e1) {
+        db_close(d);
+        return;
+    }
+    CHECK(rank_snapshot_save(e1, path, &err) == 0, "%s: save: %s", tag, err.msg);
+    long size = file_size(path);
+    CHECK(size > 300 * 56, "%s: the snapshot has %ld bytes", tag, size);
+    rank_engine *e2 = open_snap(d, &o, path, 1, NULL, tag, "fresh snapshot");
+    if (e2) {
+        rank_info a, b;
+        rank_get_info(e1, &a);
+        rank_get_info(e2, &b);
+        CHECK(a.jobs == b.jobs && a.with_vectors == b.with_vectors && a.skills == b.skills && a.rev == b.rev &&
+                  b.snapshot_rev == a.rev,
+              "%s: the loaded engine's counts: jobs %lld/%lld vectors %lld/%lld skills %lld/%lld rev %lld/%lld", tag,
+              (long long)a.jobs, (long long)b.jobs, (long long)a.with_vectors, (long long)b.with_vectors,
+              (long long)a.skills, (long long)b.skills, (long long)a.rev, (long long)b.rev);
+        CHECK(same_answers(e1, e2, 60), "%s: the snapshot answers as the engine that wrote it", tag);
+        compare_paths(e2, 40, tag, "from a snapshot", Q_MIXED, 1);
+        rank_close(e2);
+    }
+    /* changes after the snapshot: new, changed and deleted jobs */
+    db_job more[40];
+    for (int i = 0; i < 40; i++)
+        gen_job(i < 20 ? N + i : (int)(ur() * N), 1, &more[i]);
+    CHECK(db_upsert_jobs(d, more, 40, NULL, &err) == 0 && vectors(d, dim, &err) == 0, "%s: changes: %s", tag,
+          err.msg);
+    for (int i = 0; i < 40; i++)
+        db_job_clear(&more[i]);
+    for (int i = 0; i < 8; i++) {
+        char id[32];
+        int found;
+        snprintf(id, sizeof id, "eq-%04d", 3 + 7 * i);
+        db_delete_job(d, id, &found, &err);
+    }
+    int applied = 0;
+    CHECK(rank_refresh(e1, &applied, &err) == 0 && applied >= 40, "%s: refresh applied %d: %s", tag, applied,
+          err.msg);
+    rank_engine *e3 = open_snap(d, &o, path, 1, NULL, tag, "snapshot, then changes");
+    if (e3) {
+        rank_info a, b;
+        rank_get_info(e1, &a);
+        rank_get_info(e3, &b);
+        CHECK(a.jobs == b.jobs && a.with_vectors == b.with_vectors && a.rev == b.rev,
+              "%s: after the changes: jobs %lld/%lld vectors %lld/%lld rev %lld/%lld", tag, (long long)a.jobs,
+              (long long)b.jobs, (long long)a.with_vectors, (long long)b.with_vectors, (long long)a.rev,
+              (long long)b.rev);
+        CHECK(same_answers(e1, e3, 60), "%s: snapshot + the changes since answers as the refreshed engine", tag);
+        rank_close(e3);
+    }
+    /* a snapshot with changed (dirty) jobs in it */
+    CHECK(e1->ndirty > 0, "%s: the refreshed engine has changed jobs (%d)", tag, e1->ndirty);
+    CHECK(rank_snapshot_save(e1, path, &err) == 0, "%s: save again: %s", tag, err.msg);
+    rank_engine *e4 = open_snap(d, &o, path, 1, NULL, tag, "snapshot with changed jobs");
+    if (e4) {
+        CHECK(e4->ndirty == e1->ndirty, "%s: changed jobs %d/%d", tag, e4->ndirty, e1->ndirty);
+        CHECK(same_answers(e1, e4, 60), "%s: a snapshot with changed jobs answers the same", tag);
+        compare_paths(e4, 40, tag, "snapshot with changed jobs", Q_MIXED, 1);
+        rank_close(e4);
+    }
+    size = file_size(path);
+    /* what does not fit, or is damaged, is not used: the engine scans */
+    rank_opts o2 = o;
+    o2.nice_weight = 0.3f;
+    rank_close(open_snap(d, &o2, path, 0, "options", tag, "other options"));
+    o2 = o;
+    o2.index_mode = mode == RANK_INDEX_MEMORY ? RANK_INDEX_STREAM : RANK_INDEX_MEMORY;
+    rank_close(open_snap(d, &o2, path, 0, "index mode", tag, "other index mode"));
+    long cut[] = {0, 7, 100, 456, size / 3, size / 2, size - 9, size - 1};
+    for (int i = 0; i < 8; i++) {
+        copy_file(path, bad, cut[i], -1);
+        char what[64];
+        snprintf(what, sizeof what, "cut at %ld of %ld", cut[i], size);
+        rank_engine *e = open_snap(d, &o, bad, 0, NULL, tag, what);
+        if (e && i == 5)
+            CHECK(same_answers(e1, e, 20), "%s: the scan after a damaged snapshot answers as before", tag);
+        rank_close(e);
+    }
+    long flips[] = {9, 500, size / 4, size / 2, (3 * size) / 4, size - 20, size - 3};
+    for (int i = 0; i < 7; i++) {
+        copy_file(path, bad, -1, flips[i]);
+        char what[64];
+        snprintf(what, sizeof what, "byte %ld of %ld flipped", flips[i], size);
+        rank_close(open_snap(d, &o, bad, 0, NULL, tag, what));
+    }
+    copy_file(path, bad, -1, -1);
+    FILE *f = fopen(bad, "ab");
+    if (f) {
+        fputs("more", f);
+        fclose(f);
+    }
+    rank_close(open_snap(d, &o, bad, 0, NULL, tag, "bytes appended"));
+    f = fopen(bad, "wb");
+    if (f) {
+        for (int i = 0; i < 5000; i++)
+            fputc((int)(ur() * 256), f);
+        fclose(f);
+    }
+    rank_close(open_snap(d, &o, bad, 0, "not a jobmatch snapshot", tag, "random bytes"));
+    rank_close(open_snap(d, &o, "/tmp", 0, NULL, tag, "a directory"));
+    /* written where it cannot be: an error, the old file kept */
+    CHECK(rank_snapshot_save(e1, "/nonexistent-dir/x.snap", &err) == JM_EIO && strstr(err.msg, "x.snap"),
+          "%s: save into a missing directory: %s", tag, err.msg);
+    CHECK(file_size(path) == size, "%s: the old snapshot is kept", tag);
+    /* another store */
+    char path2[] = "/tmp/jm_test_snap_db_XXXXXX";
+    fd = mkstemp(path2);
+    if (fd >= 0)
+        close(fd);
+    unlink(path2);
+    db *d2 = NULL;
+    if (db_open(path2, &d2, &err) == 0) {
+        rank_engine *e = open_snap(d2, &o, path, 0, "another store", tag, "another store");
+        if (e) {
+            rank_info in;
+            rank_get_info(e, &in);
+            CHECK(in.jobs == 0, "%s: another store's engine has its own jobs (%lld)", tag, (long long)in.jobs);
+        }
+        rank_close(e);
+        db_close(d2);
+    }
+    rm_db(path2);
+    /* the text template changed: the stored vectors are stale */
+    CHECK(db_set_template(d, "{title}. Skills: {skill_names}", &err) == 0, "%s: template: %s", tag, err.msg);
+    rank_close(open_snap(d, &o, path, 0, "template", tag, "new template"));
+    rank_close(e1);
+    unlink(path);
+    unlink(bad);
+    db_close(d);
+}
+
 int main(void)
 {
     const char *dir = getenv("JM_TEST_MODEL");
@@ -975,7 +1249,11 @@ int main(void)
         close(fd);
     unlink(path2);
     equivalence_suite(path2, "sqlite");
-    unlink(path2);
+    rm_db(path2);
+    snapshot_suite(path2, "sqlite snapshot (stream)", RANK_INDEX_STREAM);
+    rm_db(path2);
+    snapshot_suite(path2, "sqlite snapshot", RANK_INDEX_MEMORY);
+    rm_db(path2);
     for (const char *sfx = "-wal"; sfx; sfx = strcmp(sfx, "-wal") ? NULL : "-shm") {
         char w[96];
         snprintf(w, sizeof w, "%s%s", path2, sfx);

@@ -604,6 +604,70 @@ def t_attached_read_only(tag):
     s.stop()
 
 
+def wait_log(s, text, secs=20):
+    deadline = time.time() + secs
+    while time.time() < deadline:
+        if text in s.log_text():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def t_snapshot(url, tag):
+    """The engine snapshot: written after a start that scanned and at a clean
+    stop, read at the next start, the changes since applied; a damaged one is
+    not used."""
+    snap = os.path.join(TMP, tag + ".snapshot")
+    auth = {"Authorization": "Bearer " + KEY}
+    q = {"skills": ["python", "sql", "excel"], "top_k": 8}
+
+    def answers(s):
+        st, doc, _ = s.req("POST", "/v1/recommend", q)
+        return st == 200 and [(r["id"], r["score"]) for r in doc["results"]]
+
+    s = Server(url, "--snapshot", snap, "--refresh-secs", "1", tag=tag + "-snap1")
+    check(wait_log(s, "wrote the engine snapshot"), "%s a start that scanned writes the snapshot" % tag)
+    check(os.path.exists(snap) and os.path.getsize(snap) > 1000, "%s the snapshot file exists" % tag)
+    before = answers(s)
+    st, doc, _ = s.req("PUT", "/v1/jobs/snap-new", {"title": "Snapshot keeper", "skills": ["Snapshotting"]},
+                       headers=auth)
+    check(st == 201, "%s PUT a job: %s %s" % (tag, st, doc))
+    time.sleep(2.5)  # refreshed: the new job's skill counts in the corpus statistics
+    after = answers(s)
+    check(s.stop() == 0, "%s clean stop" % tag)
+    check(s.log_text().count("wrote the engine snapshot") == 2, "%s a clean stop after a change writes it again" % tag)
+    s = Server(url, "--snapshot", snap, "--refresh-secs", "1", tag=tag + "-snap2")
+    check("engine loaded from the snapshot" in s.log_text(), "%s the next start reads it" % tag)
+    check(answers(s) == after, "%s and answers as the server that wrote it" % tag)
+    st, doc, _ = s.req("POST", "/v1/recommend", {"skills": ["snapshotting"], "top_k": 1})
+    check(st == 200 and doc["results"] and doc["results"][0]["id"] == "snap-new", "%s with the job put last: %s" %
+          (tag, str(doc)[:200]))
+    check(s.req("DELETE", "/v1/jobs/snap-new", headers=auth)[0] == 204, "%s DELETE the job" % tag)
+    s.p.kill()  # no clean stop: the snapshot still has the job
+    s.p.wait()
+    s.logf.close()
+    s = Server(url, "--snapshot", snap, tag=tag + "-snap3")
+    check("engine loaded from the snapshot" in s.log_text(), "%s an older snapshot is read too" % tag)
+    st, doc, _ = s.req("GET", "/v1/jobs/snap-new")
+    st2, doc2, _ = s.req("POST", "/v1/recommend", {"skills": ["snapshotting"], "top_k": 3})
+    check(st == 404 and st2 == 200 and all(r["id"] != "snap-new" for r in doc2["results"]),
+          "%s the deletion since it was written is applied at start" % tag)
+    check(answers(s) == before, "%s answers as before" % tag)
+    s.stop()
+    with open(snap, "r+b") as f:
+        f.truncate(os.path.getsize(snap) // 2)
+    s = Server(url, "--snapshot", snap, tag=tag + "-snap4")
+    check("engine scanned from the store" in s.log_text() and "truncated" in s.log_text(),
+          "%s a damaged snapshot is not used, and the log says why: %s" % (tag, s.log_text()[-400:]))
+    check(answers(s) == before, "%s the scan answers the same" % tag)
+    check(wait_log(s, "wrote the engine snapshot"), "%s and writes a good one" % tag)
+    s.stop()
+    s = Server(url, "--snapshot", "off", tag=tag + "-snap5")
+    check("snapshot" not in s.log_text(), "%s --snapshot off: no snapshot" % tag)
+    s.stop()
+    os.unlink(snap)
+
+
 def backend(url, tag, pg):
     make_store(url)
     s = Server(url, tag=tag)
@@ -625,6 +689,7 @@ def backend(url, tag, pg):
     t_busy(url, tag)
     t_slow_client(url, tag)
     t_graceful(url, tag)
+    t_snapshot(url, tag)
     if pg:
         t_db_restart(url, tag)
 
