@@ -34,7 +34,8 @@ enum {
     ASSIGN_CELLS = 2      /* coarse cells whose leaves an assignment compares */
 };
 
-#define MAX_CHUNKS ((size_t)1 << 26) /* positions (chunk << CH_SHIFT | i) fit 32 bits */
+/* positions (chunk << CH_SHIFT | i) fit 32 bits, UINT32_MAX (NO_POS) excluded */
+#define MAX_CHUNKS (((size_t)1 << (32 - CH_SHIFT)) - 1)
 #define IDX_MAGIC 0x31305844494d4a4aULL /* "JJMIDX01" little-endian */
 #define IDX_END 0x444e4558444d4a4aULL   /* "JJMDXEND" */
 #define NO_POS UINT32_MAX
@@ -863,7 +864,7 @@ static int kmeans(const idx *x, const idx_kernel *kn, const sample *sm, const ui
         }
         /* stop when (almost) nothing moves: the last assignment is the
          * one of the final centroids */
-        if (it + 1 >= (getenv("JM_XI") ? atoi(getenv("JM_XI")) : KM_ITERS) || changed <= n / 1000)
+        if (it + 1 >= KM_ITERS || changed <= n / 1000)
             break;
         memset(sum, 0, sizeof(float) * (size_t)k * crow);
         memset(cnt, 0, sizeof(uint32_t) * k);
