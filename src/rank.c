@@ -1117,10 +1117,6 @@ int rank_db_rev(const rank_engine *e, int64_t *now, jm_err *err)
     return db_changes(e->d, e->model_id, INT64_MAX, ignore_row, NULL, now, err);
 }
 
-int rank_load_skills(rank_engine *e, jm_err *err) { return load_skills(e, err); }
-
-void rank_accel_build(rank_engine *e) { accel_build(e, sk_count(e->voc)); }
-
 /* A new engine with nothing loaded. */
 static int engine_new(db *d, const bert_model *model, const rank_opts *opts, rank_engine **out, jm_err *err)
 {

@@ -187,13 +187,8 @@ void rank_set_reference(rank_engine *e, int on);
  * used (0: the full pass). */
 int rank_skill_candidates(rank_engine *e, bert_pool *pool, const rank_query *q, int **slots, float **scores, int *n,
                           int *fast, jm_err *err);
-/* rank.c for rank_snap.c: the skills table's embeddings and the IDFs
- * (caller holds the write lock, or is rank_open); the skill pass's
- * structures (the same). */
-int rank_load_skills(rank_engine *e, jm_err *err);
 /* The store's change-log counter now. */
 int rank_db_rev(const rank_engine *e, int64_t *now, jm_err *err);
-void rank_accel_build(rank_engine *e);
 /* rank_snap.c for rank_open: fills the empty engine e from the snapshot at
  * path. JM_OK when it did; otherwise *why says why not (e is then half
  * filled: the caller closes it), and the return value is 1 for a file that

@@ -626,19 +626,63 @@ static int compare_paths(rank_engine *e, int nq, const char *tag, const char *st
     return nfast;
 }
 
-static void equivalence_suite(const char *url, const char *tag)
+/* A store at url holding N generated jobs (gen_job; a share `big` of them
+ * with 40-90 skills drawn from the common end), random vectors, and the
+ * skills embedded. *keep (optional) gets the jobs as written (the caller
+ * clears them), *nbig (optional) how many are big. NULL after a failed
+ * CHECK. */
+static db *gen_store(const char *url, const char *tag, int N, double big, int *nbig, db_job **keep)
 {
     jm_err err = {0};
     db *d = NULL;
     if (db_open(url, &d, &err)) {
         CHECK(0, "%s: open: %s", tag, err.msg);
-        return;
+        return NULL;
     }
-    int N = 700, dim = bert_dim(model);
+    int dim = bert_dim(model), nb = 0;
     db_job *js = calloc((size_t)N, sizeof(db_job));
-    for (int i = 0; i < N; i++)
+    for (int i = 0; i < N; i++) {
         gen_job(i, 0, &js[i]);
+        if (big > 0 && ur() < big) {
+            db_job *j = &js[i];
+            for (int k = 0; k < j->nskills; k++)
+                free(j->skills[k].name);
+            free(j->skills);
+            int n = 40 + (int)(ur() * 51);
+            j->skills = calloc((size_t)n, sizeof(db_skill));
+            j->nskills = 0;
+            for (int k = 0; k < n; k++) {
+                j->skills[j->nskills].name = strdup(pool[pick_skill()]);
+                j->skills[j->nskills++].required = ur() < 0.7;
+            }
+            nb++;
+        }
+    }
     CHECK(db_upsert_jobs(d, js, N, NULL, &err) == 0, "%s: upsert: %s", tag, err.msg);
+    ej_opts eo = {.batch = 64, .progress = EJ_QUIET};
+    ej_stats st;
+    CHECK(vectors(d, dim, &err) == 0 && ej_run(d, pool_, bert_model_id(model), dim, &eo, &st, &err) == 0,
+          "%s: vectors: %s", tag, err.msg);
+    if (nbig)
+        *nbig = nb;
+    if (keep) {
+        *keep = js;
+    } else {
+        for (int i = 0; i < N; i++)
+            db_job_clear(&js[i]);
+        free(js);
+    }
+    return d;
+}
+
+static void equivalence_suite(const char *url, const char *tag)
+{
+    jm_err err = {0};
+    int N = 700, dim = bert_dim(model);
+    db_job *js = NULL;
+    db *d = gen_store(url, tag, N, 0, NULL, &js);
+    if (!d)
+        return;
     /* the skills come back as they went in (the scan's one-block parser) */
     int same = 1;
     for (int i = 0; i < N; i += 37) {
@@ -655,10 +699,6 @@ static void equivalence_suite(const char *url, const char *tag)
         db_job_clear(&g);
     }
     CHECK(same, "%s: skills read back equal those written", tag);
-    ej_opts eo = {.batch = 64, .progress = EJ_QUIET};
-    ej_stats st;
-    CHECK(vectors(d, dim, &err) == 0 && ej_run(d, pool_, bert_model_id(model), dim, &eo, &st, &err) == 0,
-          "%s: vectors: %s", tag, err.msg);
     for (int round = 0; round < 2; round++) {
         rank_opts o;
         rank_opts_default(&o);
@@ -711,35 +751,10 @@ static void equivalence_suite(const char *url, const char *tag)
 static void skillpass_suite(const char *url, const char *tag)
 {
     jm_err err = {0};
-    db *d = NULL;
-    if (db_open(url, &d, &err)) {
-        CHECK(0, "%s: open: %s", tag, err.msg);
+    int N = 5000, big = 0;
+    db *d = gen_store(url, tag, N, 0.05, &big, NULL);
+    if (!d)
         return;
-    }
-    int N = 5000, dim = bert_dim(model), big = 0;
-    db_job *js = calloc((size_t)N, sizeof(db_job));
-    for (int i = 0; i < N; i++) {
-        gen_job(i, 0, &js[i]);
-        if (ur() < 0.05) {
-            db_job *j = &js[i];
-            for (int k = 0; k < j->nskills; k++)
-                free(j->skills[k].name);
-            free(j->skills);
-            int n = 40 + (int)(ur() * 51);
-            j->skills = calloc((size_t)n, sizeof(db_skill));
-            j->nskills = 0;
-            for (int k = 0; k < n; k++) {
-                j->skills[j->nskills].name = strdup(pool[pick_skill()]);
-                j->skills[j->nskills++].required = ur() < 0.7;
-            }
-            big++;
-        }
-    }
-    CHECK(db_upsert_jobs(d, js, N, NULL, &err) == 0, "%s: upsert: %s", tag, err.msg);
-    ej_opts eo = {.batch = 64, .progress = EJ_QUIET};
-    ej_stats st;
-    CHECK(vectors(d, dim, &err) == 0 && ej_run(d, pool_, bert_model_id(model), dim, &eo, &st, &err) == 0,
-          "%s: vectors: %s", tag, err.msg);
     for (int round = 0; round < 2; round++) {
         rank_opts o;
         rank_opts_default(&o);
@@ -763,9 +778,6 @@ static void skillpass_suite(const char *url, const char *tag)
         CHECK(nf > 0, "%s: the fast path was taken (%d queries)", tag, nf);
         rank_close(e);
     }
-    for (int i = 0; i < N; i++)
-        db_job_clear(&js[i]);
-    free(js);
     db_close(d);
 }
 
@@ -1066,23 +1078,10 @@ static void rm_db(const char *path)
 static void snapshot_suite(const char *url, const char *tag, rank_index_mode mode)
 {
     jm_err err = {0};
-    db *d = NULL;
-    if (db_open(url, &d, &err)) {
-        CHECK(0, "%s: open: %s", tag, err.msg);
-        return;
-    }
     int N = 300, dim = bert_dim(model);
-    db_job *js = calloc((size_t)N, sizeof(db_job));
-    for (int i = 0; i < N; i++)
-        gen_job(i, 0, &js[i]);
-    CHECK(db_upsert_jobs(d, js, N, NULL, &err) == 0, "%s: upsert: %s", tag, err.msg);
-    for (int i = 0; i < N; i++)
-        db_job_clear(&js[i]);
-    free(js);
-    ej_opts eo = {.batch = 64, .progress = EJ_QUIET};
-    ej_stats st;
-    CHECK(vectors(d, dim, &err) == 0 && ej_run(d, pool_, bert_model_id(model), dim, &eo, &st, &err) == 0,
-          "%s: vectors: %s", tag, err.msg);
+    db *d = gen_store(url, tag, N, 0, NULL, NULL);
+    if (!d)
+        return;
     char path[] = "/tmp/jm_test_snap_XXXXXX", bad[64];
     int fd = mkstemp(path);
     if (fd >= 0)
