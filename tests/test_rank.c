@@ -1253,28 +1253,14 @@ int main(void)
     rm_db(path2);
     snapshot_suite(path2, "sqlite snapshot", RANK_INDEX_MEMORY);
     rm_db(path2);
-    for (const char *sfx = "-wal"; sfx; sfx = strcmp(sfx, "-wal") ? NULL : "-shm") {
-        char w[96];
-        snprintf(w, sizeof w, "%s%s", path2, sfx);
-        unlink(w);
-    }
     char path3[] = "/tmp/jm_test_rank_sp_XXXXXX";
     fd = mkstemp(path3);
     if (fd >= 0)
         close(fd);
     unlink(path3);
     skillpass_suite(path3, "sqlite 5000 jobs");
-    unlink(path3);
-    for (const char *sfx = "-wal"; sfx; sfx = strcmp(sfx, "-wal") ? NULL : "-shm") {
-        char w[96];
-        snprintf(w, sizeof w, "%s%s", path3, sfx);
-        unlink(w);
-    }
-    char wal[64];
-    snprintf(wal, sizeof wal, "%s-wal", path);
-    unlink(wal);
-    snprintf(wal, sizeof wal, "%s-shm", path);
-    unlink(wal);
+    rm_db(path3);
+    rm_db(path);
     const char *pg = getenv("JM_TEST_PG_URL"), *pgdir = getenv("JM_PG_DIR");
     if (pg && *pg && pgdir && *pgdir) {
         /* a fresh database of our own on the test server (tests/pg.sh) */
