@@ -1,7 +1,7 @@
 /* bench_idx - the vector index on clustered, embedding-like data, one thread.
  *
  *   bench_idx [--n N]... [--queries Q] [--dim D] [--no-scan-only] [--no-sweep]
- *             [--vectors FILE --query-vectors FILE]
+ *             [--vectors FILE --query-vectors FILE] [--ivf-min N]
  *
  * For each N (default 100000 and 1000000; dim 384) prints: build time and
  * bytes (idx_bytes and the growth of the process's RSS), latency p50/p99 of
@@ -23,7 +23,9 @@
  * near-tied neighbours. Needs ~1.7 GB at N = 1M for the float32 copy the
  * fetch and the brute force read. --vectors / --query-vectors take the
  * data from files instead (raw float32 [n][dim], this machine's byte order;
- * N = the whole file unless --n is smaller; Q = at most the query file's). */
+ * N = the whole file unless --n is smaller; Q = at most the query file's).
+ * --ivf-min sets the live count at which the lists are first trained
+ * (idx_set_ivf; default IDX_IVF_MIN). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -286,6 +288,7 @@ static void candidates_needed(const idx *x, const data *D, int nq)
 }
 
 static const char *vec_path, *qvec_path;
+static size_t ivf_min = IDX_IVF_MIN;
 
 /* Reads up to max rows of dim floats from path; returns the rows read. */
 static long read_vecs(const char *path, int dim, long max, float **out)
@@ -343,7 +346,7 @@ static void bench_n(int dim, long n, int nq, int scan_only, int sweep)
     idx *x;
     long rss0 = rss_kb(0);
     t0 = jm_now();
-    if (idx_new(dim, &x, &e)) {
+    if (idx_new(dim, &x, &e) || idx_set_ivf(x, ivf_min, &e)) {
         fprintf(stderr, "bench_idx: %s\n", e.msg);
         exit(1);
     }
@@ -356,8 +359,10 @@ static void bench_n(int dim, long n, int nq, int scan_only, int sweep)
     long rss1 = rss_kb(0), hwm = rss_kb(1);
     size_t b = idx_bytes(x);
     printf("  build (idx_set x N, growing by doubling) %.2f s = %.2f us/vector\n", tb, tb * 1e6 / n);
-    printf("  idx_bytes %.1f MiB = %.1f bytes/vector; RSS grew by %.1f MiB (peak: %.1f MiB); %d lists\n",
-           b / 1048576.0, (double)b / n, (rss1 - rss0) / 1024.0, (hwm - rss0) / 1024.0, idx_nlist(x));
+    printf("  idx_bytes %.1f MiB = %.1f bytes/vector; RSS grew by %.1f MiB (peak: %.1f MiB); %d "
+           "lists\n",
+           b / 1048576.0, (double)b / n, (rss1 - rss0) / 1024.0, (hwm - rss0) / 1024.0,
+           idx_nlist(x));
     run_queries("idx_search k=10", x, &D, nq, 0);
     run_queries("idx_search_exact k=10 (100 cand)", x, &D, nq, 1);
     candidates_needed(x, &D, nq);
@@ -382,9 +387,15 @@ static void bench_n(int dim, long n, int nq, int scan_only, int sweep)
         for (size_t fi = 0; fi < sizeof fracs / sizeof fracs[0]; fi++) {
             memset(allow, 0, sizeof(uint64_t) * ((size_t)n / 64 + 1));
             uint64_t thr = (uint64_t)(fracs[fi] * 18446744073709551615.0);
-            for (long i = 0; i < n; i++)
-                if (rnd() <= thr)
+            /* its own generator: the data of a later N stay those of a run without filters */
+            uint64_t fs = 0x9E3779B97F4A7C15ULL * (fi + 1);
+            for (long i = 0; i < n; i++) {
+                uint64_t z = (fs += 0x9E3779B97F4A7C15ULL);
+                z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+                z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+                if ((z ^ (z >> 31)) <= thr)
                     allow[i / 64] |= 1ULL << (i % 64);
+            }
             exact_truth(dim, n, fq, base, queries, allow, ftruth, ftruth_s);
             data F = {dim, n, base, queries, ftruth, ftruth_s, allow};
             for (size_t xi = 0; xi < sizeof exps / sizeof exps[0]; xi++) {
@@ -425,9 +436,10 @@ static void bench_n(int dim, long n, int nq, int scan_only, int sweep)
             idx_search(y, queries + (size_t)q * dim, 10, NULL, h2, &n2, &e);
             same += n1 == n2 && memcmp(h1, h2, sizeof(idx_hit) * n1) == 0;
         }
-        printf("  snapshot: save %.3f s, load %.3f s (%.1f MiB loaded, RSS +%.1f MiB), same results on %d of %d%s\n",
-               tsave, tload, (double)br.bytes / 1048576.0, (rssl1 - rssl0) / 1024.0, same, nq < 100 ? nq : 100,
-               rc ? "  (ERROR)" : "");
+        printf("  snapshot: save %.3f s, load %.3f s (%.1f MiB loaded, RSS +%.1f MiB), same "
+               "results on %d of %d%s\n",
+               tsave, tload, (double)br.bytes / 1048576.0, (rssl1 - rssl0) / 1024.0, same,
+               nq < 100 ? nq : 100, rc ? "  (ERROR)" : "");
         if (y)
             run_queries("loaded: idx_search_exact", y, &D, nq, 1);
         idx_free(y);
@@ -486,9 +498,12 @@ int main(int argc, char **argv)
             vec_path = argv[++i];
         else if (!strcmp(argv[i], "--query-vectors") && i + 1 < argc)
             qvec_path = argv[++i];
+        else if (!strcmp(argv[i], "--ivf-min") && i + 1 < argc)
+            ivf_min = (size_t)atol(argv[++i]);
         else {
-            fprintf(stderr, "usage: bench_idx [--n N]... [--queries Q] [--dim D] [--no-scan-only] [--no-sweep]\n"
-                            "                 [--vectors FILE --query-vectors FILE]\n");
+            fprintf(stderr, "usage: bench_idx [--n N]... [--queries Q] [--dim D] [--no-scan-only] "
+                            "[--no-sweep]\n"
+                            "                 [--vectors FILE --query-vectors FILE] [--ivf-min N]\n");
             return 2;
         }
     }
@@ -506,8 +521,8 @@ int main(int argc, char **argv)
         return 2;
     }
     k_init();
-    printf("bench_idx: one thread, kernel %s, inverted lists from %d live vectors, %d probed\n", idx_isa(),
-           IDX_IVF_MIN, IDX_NPROBE);
+    printf("bench_idx: one thread, kernel %s, inverted lists from %d live vectors, %d probed\n",
+           idx_isa(), IDX_IVF_MIN, IDX_NPROBE);
     for (int i = 0; i < nn; i++)
         bench_n(dim, ns[i], nq, scan_only, sweep);
     return 0;

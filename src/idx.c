@@ -18,6 +18,7 @@ void idx_dot_c8_avx2(const int8_t *lut, const uint8_t *code, size_t row, const u
                      int m, int32_t *out);
 void idx_dot_f32_avx2(const float *q, const float *vecs, int dim, int n, float *out);
 void idx_acc_u4_avx2(const int8_t *lut, const uint8_t *code, size_t row, float scale, float *sum);
+float idx_encode_avx2(const float *v, const float *c, int dim, size_t row, uint8_t *code);
 
 enum {
     BLOCK = 256,          /* rows scored per kernel call */
@@ -26,7 +27,7 @@ enum {
     CENTRE_SAMPLE = 16384, /* live vectors a centre is the mean of, at most */
     CH_SHIFT = 8,
     CH = 1 << CH_SHIFT,   /* rows per chunk */
-    KM_ITERS = 10,        /* k-means iterations, at most */
+    KM_ITERS = 8,         /* k-means iterations, at most */
     KM_SAMPLE = 64,       /* training vectors per list */
     C8_OFF = 64,          /* centroid codes are round(c / scale) + 64, in [1, 127] */
     PIECE = 4096,         /* rows per jm_bin call in a snapshot */
@@ -155,9 +156,11 @@ static void dot_f32_ref(const float *q, const float *vecs, int dim, int n, float
 
 /* ---- Dispatch ---- */
 
-static const idx_kernel kern_ref = {"scalar", dot_u4_ref, dot_c8_ref, acc_u4_ref, dot_f32_ref};
-static const idx_kernel kern_avx2 = {"avx2", idx_dot_u4_avx2, idx_dot_c8_avx2, idx_acc_u4_avx2,
-                                     idx_dot_f32_avx2};
+static float encode_ref(const float *v, const float *c, int dim, size_t row, uint8_t *code);
+static const idx_kernel kern_ref = {"scalar",   dot_u4_ref,  dot_c8_ref,
+                                    acc_u4_ref, dot_f32_ref, encode_ref};
+static const idx_kernel kern_avx2 = {"avx2",          idx_dot_u4_avx2,  idx_dot_c8_avx2,
+                                     idx_acc_u4_avx2, idx_dot_f32_avx2, idx_encode_avx2};
 static const idx_kernel *kern = &kern_ref;
 static pthread_once_t kern_once = PTHREAD_ONCE_INIT;
 
@@ -300,15 +303,18 @@ static inline int level(float t)
  * score of a vector against itself or a near neighbour is not biased low
  * by the ~1% a least-squares scale gives (the Lloyd-Max reconstruction is
  * shorter than the vector). 0 when v == c (all codes 8, rhat = 0). One
- * sqrt, no other libm call: this runs for every vector inserted. */
-static float encode(const float *v, const float *c, int dim, size_t row, uint8_t *code)
+ * sqrt, no other libm call: this runs for every vector inserted. The
+ * reference for idx_kernel.encode: |r|^2 in double in four partial sums
+ * (component d in sum d % 4), r . LUT[code] in float in eight (d % 8),
+ * each in component order, added up as below; the AVX2 version keeps
+ * that order, so both give the same bits. */
+static float encode_ref(const float *v, const float *c, int dim, size_t row, uint8_t *code)
 {
     enum { B = 64 };
-    float r[B];
+    float r[B], acc[8] = {0};
     memset(code, 0x88, row); /* past dim: level 8 (q is zero there) */
     pthread_once(&level_once, level_init);
     double ss = norm2c(v, c, dim);
-    float a0 = 0, a1 = 0, a2 = 0, a3 = 0; /* r . LUT[code]: terms >= 0, so float is plenty */
     float inv = (float)(46.476 / sqrt(ss / dim));
     if (!(inv < INFINITY)) /* r == 0, or too small to scale */
         return 0;
@@ -319,18 +325,16 @@ static float encode(const float *v, const float *c, int dim, size_t row, uint8_t
         for (int j = m; j < B; j++)
             r[j] = 0;
         uint8_t *o = code + b0 / 2;
-        for (int j = 0; j < 32; j += 2) {
-            int l0 = level(r[j] * inv), h0 = level(r[j + 32] * inv);
-            int l1 = level(r[j + 1] * inv), h1 = level(r[j + 33] * inv);
-            o[j] = (uint8_t)(l0 | h0 << 4);
-            o[j + 1] = (uint8_t)(l1 | h1 << 4);
-            a0 += r[j] * LUTF[l0];
-            a1 += r[j + 32] * LUTF[h0];
-            a2 += r[j + 1] * LUTF[l1];
-            a3 += r[j + 33] * LUTF[h1];
+        uint8_t l[B];
+        for (int j = 0; j < B; j++) {
+            l[j] = (uint8_t)level(r[j] * inv);
+            acc[j & 7] += r[j] * LUTF[l[j]];
         }
+        for (int j = 0; j < 32; j++)
+            o[j] = (uint8_t)(l[j] | l[j + 32] << 4);
     }
-    double rl = ((double)a0 + a1) + ((double)a2 + a3);
+    double rl = (((double)acc[0] + acc[1]) + ((double)acc[2] + acc[3])) +
+                (((double)acc[4] + acc[5]) + ((double)acc[6] + acc[7]));
     return rl > 0 ? (float)(ss / rl) : 0;
 }
 
@@ -439,7 +443,10 @@ static inline uint32_t lpos(const ilist *L, uint32_t k)
     return L->ch[k >> CH_SHIFT] << CH_SHIFT | (k & (CH - 1));
 }
 
-static inline const uint8_t *rowp(const idx *x, uint32_t p) { return x->codes + (size_t)p * x->row; }
+static inline const uint8_t *rowp(const idx *x, uint32_t p)
+{
+    return x->codes + (size_t)p * x->row;
+}
 
 static void cset_free(cset *c)
 {
@@ -494,7 +501,8 @@ static void c8_quantise(const float *f, int n, int dim, size_t row, uint8_t *q, 
 static void cset_gd(const idx *x, cset *c, int g)
 {
     for (int j = 0; j < c->n; j++)
-        c->gd[(size_t)g * c->n + j] = x->cen[g] ? dotf(x->cen[g], c->f + (size_t)j * x->dim, x->dim) : 0;
+        c->gd[(size_t)g * c->n + j] =
+            x->cen[g] ? dotf(x->cen[g], c->f + (size_t)j * x->dim, x->dim) : 0;
 }
 
 /* Everything derived from the float centroids. */
@@ -594,9 +602,11 @@ static int grow_chunks(idx *x, size_t need)
     if (cap > MAX_CHUNKS)
         cap = MAX_CHUNKS;
     size_t rows = cap << CH_SHIFT;
-    int fail = slab_grow(&x->codes_s, rows * x->row) || slab_grow(&x->scale_s, rows * sizeof(float)) ||
-               slab_grow(&x->gen_s, rows) || slab_grow(&x->sof_s, rows * sizeof(uint32_t)) ||
-               slab_grow(&x->own_s, cap * sizeof(uint32_t)) || slab_grow(&x->free_s, cap * sizeof(uint32_t));
+    int fail = slab_grow(&x->codes_s, rows * x->row) ||
+               slab_grow(&x->scale_s, rows * sizeof(float)) || slab_grow(&x->gen_s, rows) ||
+               slab_grow(&x->sof_s, rows * sizeof(uint32_t)) ||
+               slab_grow(&x->own_s, cap * sizeof(uint32_t)) ||
+               slab_grow(&x->free_s, cap * sizeof(uint32_t));
     refresh(x);
     if (fail)
         return -1;
@@ -748,18 +758,17 @@ static int best_of(const cset *c, int first, int m, int g, float scale2, const i
     return b;
 }
 
-/* The leaf list of a code row: the best leaf of the best two coarse cells.
- * tmp: room for max(c1.n, leaves of a cell) ints. */
-static uint32_t assign_row(const idx *x, const idx_kernel *kn, const uint8_t *code, float scale, int g,
-                           int32_t *tmp)
+/* The leaf list of a code row: the best leaf of its best two coarse cells
+ * (a vector near the border of its cell often has its nearest leaf in the
+ * next one). tmp: room for max(c1.n, leaves of a cell) ints. */
+static uint32_t assign_row(const idx *x, const idx_kernel *kn, const uint8_t *code, float scale,
+                           int g, int32_t *tmp)
 {
     float scale2 = 2 * scale;
-    kn->dot_c8(LUT2, code, x->row, x->c1.q, x->c1.n, tmp);
-    /* the two best cells (a vector near the border of its cell often has
-     * its nearest leaf in the next one) */
     const float *gd = x->c1.gd + (size_t)g * x->c1.n;
     int c0 = -1, c1 = -1;
     float v0 = -INFINITY, v1 = -INFINITY;
+    kn->dot_c8(LUT2, code, x->row, x->c1.q, x->c1.n, tmp);
     for (int i = 0; i < x->c1.n; i++) {
         float v = gd[i] + scale2 * x->c1.s[i] * (float)tmp[i];
         if (v > v0) {
@@ -774,7 +783,7 @@ static uint32_t assign_row(const idx *x, const idx_kernel *kn, const uint8_t *co
     }
     uint32_t best = 0;
     float bv = -INFINITY;
-    for (int k = 0; k < ASSIGN_CELLS && k < x->c1.n; k++) {
+    for (int k = 0; k < ASSIGN_CELLS; k++) {
         int i = k ? c1 : c0;
         if (i < 0)
             break;
@@ -823,8 +832,8 @@ static int sample_unit(const idx *x, const sample *sm, uint32_t r, float *out)
  * cf[k][dim] (k <= n), scored as the assignment scores them (the int8
  * centroids against the 4-bit codes); asg[t] gets the centroid of mem[t]
  * under the final centroids. Deterministic for a given rng state. */
-static int kmeans(const idx *x, const idx_kernel *kn, const sample *sm, const uint32_t *mem, int n, int k,
-                  float *cf, uint32_t *asg, uint64_t *rng)
+static int kmeans(const idx *x, const idx_kernel *kn, const sample *sm, const uint32_t *mem, int n,
+                  int k, float *cf, uint32_t *asg, uint64_t *rng)
 {
     int dim = x->dim, ng = x->ngen;
     size_t row = x->row, crow = 2 * row;
@@ -853,7 +862,8 @@ static int kmeans(const idx *x, const idx_kernel *kn, const sample *sm, const ui
         c8_quantise(cf, k, dim, row, c.q, c.s);
         for (int g = 0; g < ng; g++)
             for (int j = 0; j < k; j++)
-                c.gd[(size_t)g * k + j] = x->cen[g] ? dotf(x->cen[g], cf + (size_t)j * dim, dim) : 0;
+                c.gd[(size_t)g * k + j] =
+                    x->cen[g] ? dotf(x->cen[g], cf + (size_t)j * dim, dim) : 0;
         int changed = 0;
         for (int t = 0; t < n; t++) {
             uint32_t r = mem[t];
@@ -912,7 +922,8 @@ done:
 static void defrag(idx *x)
 {
     uint32_t nc = x->nchunk;
-    size_t row = x->row, cb = (size_t)CH * row, mb = (size_t)CH * (sizeof(float) + 1 + sizeof(uint32_t));
+    size_t row = x->row, cb = (size_t)CH * row,
+           mb = (size_t)CH * (sizeof(float) + 1 + sizeof(uint32_t));
     uint32_t *dest = malloc(sizeof(uint32_t) * (nc ? nc : 1));
     uint64_t *done = calloc((size_t)nc / 64 + 1, sizeof(uint64_t));
     uint8_t *hold = malloc(2 * (cb + mb)), *t2 = hold ? hold + cb + mb : NULL;
@@ -983,7 +994,8 @@ static void defrag(idx *x)
 #ifndef SLAB_MALLOC
     /* The free chunks' rows (touched before) go back to the system; they
      * read as zeros when used again. */
-    size_t a = (((size_t)nused << CH_SHIFT) * row + 4095) & ~(size_t)4095, z = ((size_t)nc << CH_SHIFT) * row;
+    size_t a = (((size_t)nused << CH_SHIFT) * row + 4095) & ~(size_t)4095,
+           z = ((size_t)nc << CH_SHIFT) * row;
     if (z > a)
         madvise(x->codes + a, (z - a) & ~(size_t)4095, MADV_DONTNEED);
 #endif
@@ -992,9 +1004,14 @@ static void defrag(idx *x)
     free(hold < t2 ? hold : t2);
 }
 
-/* Trains the coarse quantiser on a sample of the live rows and moves every
- * row into the list of its new leaf. All allocation happens before the
- * first row moves: on failure (-1) nothing changed. */
+/* Trains the coarse quantiser and moves every row into the list of its new
+ * leaf: L = sqrt(N) lists; a sample of KM_SAMPLE * L rows (every k-th live
+ * slot, so the result does not depend on where rows sit); n1 = sqrt(L)
+ * coarse cells by k-means on 4 * KM_SAMPLE rows a cell, every sample row
+ * to its nearest cell, each cell's rows split into leaves in proportion to
+ * their number; then every row to its leaf (assign_row) and the chunks
+ * renumbered (defrag). All allocation happens before the first row moves:
+ * on failure (-1) nothing changed. */
 static int train(idx *x)
 {
     const idx_kernel *kn = kernels();
@@ -1012,8 +1029,10 @@ static int train(idx *x)
     S = (N + step - 1) / step;
     sample sm = {(int)S, malloc(S * row), malloc(sizeof(float) * S), malloc(S)};
     uint32_t *a1 = malloc(sizeof(uint32_t) * S), *mem = calloc(S, sizeof(uint32_t));
-    uint32_t *ccount = calloc((size_t)n1 + 1, sizeof(uint32_t)), *cell = calloc((size_t)n1 + 1, sizeof(uint32_t));
-    float *f1 = malloc(sizeof(float) * (size_t)n1 * dim), *fl = malloc(sizeof(float) * (size_t)(L + n1) * dim);
+    uint32_t *ccount = calloc((size_t)n1 + 1, sizeof(uint32_t)),
+             *cell = calloc((size_t)n1 + 1, sizeof(uint32_t));
+    float *f1 = malloc(sizeof(float) * (size_t)n1 * dim),
+          *fl = malloc(sizeof(float) * (size_t)(L + n1) * dim);
     uint32_t *a2 = malloc(sizeof(uint32_t) * S), *asg = NULL, *lcount = NULL;
     cset c1 = {0}, cl = {0};
     ilist *nl = NULL;
@@ -1215,7 +1234,7 @@ int idx_set(idx *x, uint32_t slot, const float *vec, jm_err *err)
     }
     uint8_t code[IDX_MAX_DIM / 2];
     int g = x->ngen - 1;
-    float scale = encode(vec, x->cen[g], x->dim, x->row, code);
+    float scale = kernels()->encode(vec, x->cen[g], x->dim, x->row, code);
     uint32_t li = x->nlist ? assign_row(x, kernels(), code, scale, g, x->atmp) : 0;
     uint32_t p = NO_POS;
     int live = slot < x->nslots && is_live(x, slot);
@@ -1266,7 +1285,8 @@ size_t idx_bytes(const idx *x)
     /* the arrays up to the last slot and chunk in use (capacity beyond is
      * address space only) */
     size_t rows = (size_t)x->nchunk << CH_SHIFT, slots = ((size_t)x->nslots + 63) & ~(size_t)63;
-    size_t b = sizeof *x + slots / 8 + slots * sizeof(uint32_t) + rows * (x->row + sizeof(float) + 1 + sizeof(uint32_t)) +
+    size_t b = sizeof *x + slots / 8 + slots * sizeof(uint32_t) +
+               rows * (x->row + sizeof(float) + 1 + sizeof(uint32_t)) +
                (size_t)x->nchunk * 2 * sizeof(uint32_t);
     b += sizeof(float) * x->dim * (x->ngen - 1);
     for (int i = 0; i <= x->nlist; i++)
@@ -1289,8 +1309,8 @@ int idx_set_ivf(idx *x, size_t min_n, jm_err *err)
 int idx_set_probe(idx *x, int nprobe, float filter_exp, jm_err *err)
 {
     if (nprobe < 1 || !(filter_exp >= 0 && filter_exp <= 1))
-        return jm_fail(err, JM_EINVAL, "idx: nprobe %d must be positive, filter_exp %g in [0, 1]", nprobe,
-                       (double)filter_exp);
+        return jm_fail(err, JM_EINVAL, "idx: nprobe %d must be positive, filter_exp %g in [0, 1]",
+                       nprobe, (double)filter_exp);
     x->nprobe = nprobe;
     x->filter_exp = filter_exp;
     return JM_OK;
@@ -1474,8 +1494,8 @@ static size_t count_allowed(const idx *x, const uint64_t *allow)
 
 /* Scores the rows at positions ps[0..n) with the 4-bit kernel and offers
  * them to the heap. */
-static void score_block(const idx *x, const idx_kernel *kn, const scratch *s, const uint32_t *ps, int n,
-                        heap *hp)
+static void score_block(const idx *x, const idx_kernel *kn, const scratch *s, const uint32_t *ps,
+                        int n, heap *hp)
 {
     kn->dot_u4(s->q, LUT, x->codes, x->row, ps, n, s->dots);
     for (int i = 0; i < n; i++) {
@@ -1516,7 +1536,8 @@ static size_t scan_list(const idx *x, const idx_kernel *kn, scratch *s, const ui
 }
 
 /* Scores every (allowed) row in position order: sequential reads. */
-static void scan_all(const idx *x, const idx_kernel *kn, scratch *s, const uint64_t *allow, heap *hp)
+static void scan_all(const idx *x, const idx_kernel *kn, scratch *s, const uint64_t *allow,
+                     heap *hp)
 {
     int nb = 0;
     for (uint32_t c = 0; c < x->nchunk; c++) {
@@ -1538,7 +1559,8 @@ static void scan_all(const idx *x, const idx_kernel *kn, scratch *s, const uint6
 }
 
 /* Scores every allowed live slot, found through the bitmaps. */
-static void scan_direct(const idx *x, const idx_kernel *kn, scratch *s, const uint64_t *allow, heap *hp)
+static void scan_direct(const idx *x, const idx_kernel *kn, scratch *s, const uint64_t *allow,
+                        heap *hp)
 {
     size_t nw = ((size_t)x->nslots + 63) / 64;
     int nb = 0;
@@ -1581,9 +1603,10 @@ static void lsift(const float *sc, uint32_t *h, int n, int i)
 }
 
 /* Probes the leaves in order of query . centroid: at least nprobe of them,
- * and, with a filter, on until they held `target` allowed rows. */
-static void probe(const idx *x, const idx_kernel *kn, scratch *s, const float *query, const uint64_t *allow,
-                  size_t target, heap *hp)
+ * and on until they held `target` allowed rows and as many as the heap
+ * wants. */
+static void probe(const idx *x, const idx_kernel *kn, scratch *s, const float *query,
+                  const uint64_t *allow, size_t target, heap *hp)
 {
     int nl = x->nlist;
     kn->dot_f32(query, x->cl.f, x->dim, nl, s->lsc);
@@ -1591,8 +1614,10 @@ static void probe(const idx *x, const idx_kernel *kn, scratch *s, const float *q
         s->lh[j] = (uint32_t)j;
     for (int j = nl / 2 - 1; j >= 0; j--)
         lsift(s->lsc, s->lh, nl, j);
-    scan_list(x, kn, s, allow, &x->lists[nl], hp); /* rows not yet assigned (none after a training) */
-    size_t seen = 0;
+    /* rows not yet assigned (none after a training) */
+    size_t seen = scan_list(x, kn, s, allow, &x->lists[nl], hp);
+    if (target < (size_t)hp->cap)
+        target = (size_t)hp->cap; /* never fewer hits than wanted while more exist */
     int n = nl;
     for (int probed = 0; n > 0; probed++) {
         if (probed >= x->nprobe && seen >= target)
@@ -1634,8 +1659,8 @@ static int search_approx(const idx *x, const float *query, int nheap, const uint
     for (int g = 0; g < x->ngen; g++)
         s->qc[g] = dot_centre(x, query, g);
     if (!ivf) {
-        /* everything: the allowed rows through the bitmap when few, else
-         * every list with the filter applied */
+        /* everything: the allowed rows through the bitmaps when few, else
+         * every row in memory order, the filter applied */
         if (allow && nallow * GATHER_COST <= x->count)
             scan_direct(x, kn, s, allow, hp);
         else
@@ -1761,7 +1786,10 @@ enum {
 #define IDX_VERSION 1
 #define MIB ((size_t)1 << 20)
 
-static int wr(jm_bin *b, const void *p, size_t n, jm_err *err) { return jm_bin_write(b, p, n, err); }
+static int wr(jm_bin *b, const void *p, size_t n, jm_err *err)
+{
+    return jm_bin_write(b, p, n, err);
+}
 
 /* n items of `size` bytes in pieces of at most 1 MiB (at least one item). */
 static size_t piece_items(size_t size) { return size >= MIB ? 1 : MIB / size; }
@@ -1883,7 +1911,8 @@ fail:
 
 static int bad(jm_err *err, const char *what, uint64_t v)
 {
-    return jm_fail(err, JM_EFORMAT, "idx: corrupt index file: %s (%llu)", what, (unsigned long long)v);
+    return jm_fail(err, JM_EFORMAT, "idx: corrupt index file: %s (%llu)", what,
+                   (unsigned long long)v);
 }
 
 int idx_load(jm_bin *b, idx **out, jm_err *err)
@@ -2012,7 +2041,8 @@ int idx_load(jm_bin *b, idx **out, jm_err *err)
             goto fail;
         }
         int ok = all_finite(f1, n1 * dim) && all_finite(fl, nlist * dim);
-        if (!ok || cset_alloc(&x->c1, (int)n1, (int)dim, row) || cset_alloc(&x->cl, (int)nlist, (int)dim, row) ||
+        if (!ok || cset_alloc(&x->c1, (int)n1, (int)dim, row) ||
+            cset_alloc(&x->cl, (int)nlist, (int)dim, row) ||
             !(x->atmp = malloc(sizeof(int32_t) * nlist))) {
             free(f1);
             free(fl);

@@ -5,22 +5,25 @@
  * for a query. It knows nothing about databases or job ids: the caller gives
  * each job a dense slot number (uint32) and keeps the id <-> slot map itself.
  *
- * Storage, per slot (dim = 384 for all-MiniLM-L6-v2):
+ * Storage, per vector (dim = 384 for all-MiniLM-L6-v2), a "row":
  *   codes   4 bits a component, 32 * ceil(dim / 64) bytes (192 at 384):
  *           x[d] ~ centre[d] + scale * LUT[code[d]], LUT the 16 levels of
  *           the Lloyd-Max quantiser of a normal distribution (+-0.128 ...
  *           +-2.733 sigma, as int8 +-6 ... +-127), the levels spaced to
- *           the residual's rms; all slots in one array, page-aligned (mmap),
- *           grown by doubling with mremap (no copy, no second array during
- *           growth: the peak RSS is the final one)
+ *           the residual's rms
  *   scale   float
  *   gen     1 byte: which centre the code was taken around (see below)
- *   live    1 bit
- *   sign    dim bits (48 bytes at 384): bit d = (x/|x| - centre)[d] > 0, only
- *           while the index holds >= IDX_PREFILTER_MIN (65536) live vectors
- * so 197 bytes per vector, 245 with the sign codes (234 MiB at 1M, was 436
- * MiB with int8 codes; 188 without). Untouched capacity costs address
- * space, not RSS.
+ *   slot    uint32: whose row it is
+ * and per slot the row's position (uint32) and a live bit: 201 bytes a
+ * vector and 4 a slot. Rows sit in inverted lists (below), each a chain of
+ * chunks of 256 rows; the arrays are page-aligned (mmap), grown by doubling
+ * with mremap (no copy, no second array during growth), and every training
+ * renumbers the chunks so that each list is one run of memory (chunks
+ * added later interleave, 48 KB of codes at a time). Removing a row moves
+ * its list's last row into the hole; an emptied chunk is reused, and those
+ * left free after a training are given back (madvise). Untouched capacity
+ * costs address space, not RSS. At 1M vectors the index's RSS is 207 MiB
+ * (it was 234 with the previous design's 48-byte sign codes, gone now).
  *
  * Centres: a code is taken of x - centre, the mean of the live unit
  * vectors, which removes the direction all job texts share (its norm is
@@ -31,87 +34,132 @@
  * computed when the live count reaches 1024 and each time it doubles (the
  * mean of at most 16384 live vectors, as stored: ~0.0004 per component from
  * the true mean), new codes use the newest (the first 1023 vectors have
- * uncentred codes),
- * and a search computes q . centre once per centre (at most 32). The sign
- * codes use the newest centre and are all recomputed (from the stored codes)
- * when it changes, as they were before. The scale is |r|^2 / (r . LUT[code])
- * for r = x - centre, not the least-squares one, so that r . rhat = |r|^2:
- * the Lloyd-Max reconstruction is ~1% shorter than the vector, which would
- * bias every near-neighbour score low by ~0.01.
- * Why these codes: the rms error of the approximate dot product, on 9,761
- * real all-MiniLM-L6-v2 embeddings (O*NET jobs and skills) / on the
- * benchmark's synthetic data: 16 uniform levels over max|x| 0.0061 / 0.0059,
- * the same centred 0.0054 / 0.0052, Lloyd-Max levels 0.0050 / 0.0047,
- * Lloyd-Max centred (this) 0.0047 / 0.0042 (int8 codes: 0.0004); the
- * least-squares scale instead of this one: the same rms, but self scores
- * 0.991 instead of 1.000. At 1M on bench_idx the exact top 10 lay within
- * the first 42 of the approximate list for every query with these codes
- * (p99 33; 25 / 21 at 100k); with uniform uncentred ones p99 50, and one
- * query in 1000 lost a neighbour altogether.
+ * uncentred codes), and a search computes q . centre once per centre (at
+ * most 32). The scale is |r|^2 / (r . LUT[code]) for r = x - centre, not
+ * the least-squares one, so that r . rhat = |r|^2: the Lloyd-Max
+ * reconstruction is ~1% shorter than the vector, which would bias every
+ * near-neighbour score low by ~0.01. Why these codes: the rms error of the
+ * approximate dot product, on 9,761 real all-MiniLM-L6-v2 embeddings (O*NET
+ * jobs and skills) / on the benchmark's synthetic data: 16 uniform levels
+ * over max|x| 0.0061 / 0.0059, the same centred 0.0054 / 0.0052, Lloyd-Max
+ * levels 0.0050 / 0.0047, Lloyd-Max centred (this) 0.0047 / 0.0042 (int8
+ * codes: 0.0004). On bench_idx at 1M the exact top 10 lie within the first
+ * 54 of the approximate list for every query (p99 35); the exact re-scoring
+ * of 100 candidates is what makes the top 10 exact.
+ *
+ * Inverted lists (IVF): when the live count reaches IDX_IVF_MIN (32768;
+ * idx_set_ivf) and each time it has doubled since, L = sqrt(N) lists are
+ * trained (~725 when trained at 524k, so at 1M): spherical k-means (at most
+ * 8 rounds) on a sample of 64 L stored vectors, in two levels: sqrt(L)
+ * coarse cells, then each cell's share of the sample split into leaves in
+ * proportion to its size; the leaves are the lists. All of it works on the
+ * 4-bit codes: centroids are also kept in int8, and a code's dot product
+ * with one is a vpmaddubsw pass (the levels halved, so that two products
+ * add in int16), ~5 ns a pair. Each vector goes to the best leaf of its two
+ * best cells (~80 centroids at 1M instead of all 725; the second cell buys
+ * ~5 points of recall at nprobe 16 on the real embeddings below), all of
+ * them again at each training, each new one at once in idx_set (~0.5 us).
+ * Searches in between stay exact about what is stored: the lists always
+ * hold every live row. Cost of a 1M bulk load through idx_set (5
+ * trainings, 32k ... 524k, each moving every row; the old sign-code
+ * rebuilds gone; the encoder now vectorised, the same bits as the scalar
+ * one): 2.62 -> 3.23 s inside bench_idx, 2.58 -> 2.84 s alone (medians of
+ * 3 and 5 alternating runs).
  *
  * Search, for a query q (float[dim], any norm):
- *   1. Above IDX_PREFILTER_MIN allowed live slots: Hamming distance between
- *      the sign codes of q and of every allowed slot (48 bytes read per
- *      vector instead of 192), keeping the nearest `keep` = max(4096, N/256,
- *      8 * wanted) slots.
+ *   1. Which rows: below the training threshold (and with
+ *      idx_set_ivf(SIZE_MAX), or nprobe >= the list count) every row, in
+ *      memory order. Otherwise q . centroid (float) for every leaf and the
+ *      rows of the nprobe best lists (IDX_NPROBE 16; idx_set_probe), at
+ *      least as many rows as the search wants.
  *   2. q quantised to int8 (max|q| / 127); the exact int32 dot product with
- *      the 4-bit codes of every slot left (AVX2: the nibbles become int8
- *      levels by vpshufb, then |q| . sign(level, q) in vpmaddubsw, which
- *      cannot saturate for levels in [-127, 127], widened by vpmaddwd),
- *      scaled, plus q . centre: a float score; a bounded min-heap keeps the
- *      best (no sort of N).
+ *      the 4-bit codes of those rows (AVX2: the nibbles become int8 levels
+ *      by vpshufb, then |q| . sign(level, q) in vpmaddubsw, which cannot
+ *      saturate for levels in [-127, 127], widened by vpmaddwd), scaled,
+ *      plus q . centre: a float score; a bounded min-heap keeps the best
+ *      (ties: lower slot; which rows a search scores and their scores
+ *      depend on the lists only, never on where rows sit in memory).
  *   3. idx_search_exact re-scores the best `candidates` (default 100) with
  *      the exact float32 vectors, which the caller fetches (from the database).
+ *   Filters (`allow`, passing a fraction f of the live vectors): rows not
+ *   allowed are skipped before scoring. When 3 f N (a row read at a random
+ *   place costs ~3 read in a list) is below what the lists would read, the
+ *   allowed slots are scored directly through the bitmaps (exact 4-bit
+ *   scores of all of them: f <= ~2% at 1M); otherwise the probing goes on
+ *   past nprobe until the lists scanned held nprobe * (f N / L) *
+ *   f^-filter_exp allowed rows (IDX_FILTER_EXP 0.5: 1.4x the lists at 50%,
+ *   3.2x at 10%). Lists holding nothing allowed (a filter correlated with
+ *   the embedding, e.g. by category) thus do not count: the probing goes on
+ *   to lists that have allowed rows (tested with filters by cluster). The
+ *   weak case is a filter that removes exactly the query's nearest few
+ *   hundred: the allowed top 10 then sit at the ~300th place of the
+ *   unfiltered ranking, beyond what nprobe lists hold (tests: 65-77 of 100
+ *   queries exact; raise nprobe if filters can be like that).
  *
- * Measured on one core of an AMD EPYC (Zen 3, KVM, AVX2, no AVX-512; one core
- * reads DRAM at 16-18 GB/s), dim 384, bench/bench_idx on clustered data
- * shaped like MiniLM job embeddings (mean norm 0.5, near-tied neighbours),
- * 1000 queries, top-10 compared with an exact float32 brute force; a shared
- * 2-core VM with another benchmark busy on the other core all along, so the
- * p99s are noisy (they moved by 1-2 ms between runs). The int8 rows are the
- * previous index (int8 codes, 384 bytes), run right after this one:
+ * Measured on one core of an AMD EPYC (Zen 3, KVM, AVX2, no AVX-512),
+ * dim 384, bench/bench_idx, 1000 queries, top 10 compared with an exact
+ * float32 brute force, a 2-core VM shared with another job busy all along
+ * (p99s moved by ~1 ms between runs). Previous design: sign-code Hamming
+ * prefilter over all N (48 bytes a vector, 3.3 ms of the 3.6 at 1M, at
+ * memory speed), then the 4-bit scan of the 4096 nearest; this one:
  *                         idx_search_exact p50 / p99   top-10 exact   index RSS
- *   100k, sign + 4-bit        0.70 / 0.83 ms              100%         23 MiB
- *   100k, 4-bit scan only     1.33 / 1.64 ms              100%         19 MiB
- *   1M,   sign + 4-bit        3.6  / 5.9  ms              100%        234 MiB
- *   1M,   4-bit scan only    14.2  / 21.6 ms              100%        188 MiB
- *   100k, sign + int8         0.78 / 1.12 ms              100%         42 MiB
- *   100k, int8 scan only      2.0  / 2.6  ms              100%         37 MiB
- *   1M,   sign + int8         3.9  / 5.6  ms              100%        416 MiB
- *   1M,   int8 scan only     27.1  / 36.0 ms              100%        370 MiB
- * (index RSS: the growth of the process's RSS; 245 bytes per vector with
- * the sign codes, 436 before. bench/bench_rank at 1M jobs: RSS with the
- * model and the index loaded 537 MB, was 720, before the engine's own
- * records were shrunk too; its latency and bench/quality's figures
- * unchanged.) Across four runs each at 1M the p50 of
- * idx_search_exact was 3.49-3.63 ms (int8: 3.53-3.88 ms; at 100k 0.66-1.0
- * ms, int8 0.75-0.78): the Hamming scan is ~3.3 ms of it, at memory speed,
- * and the 4-bit stage over the 4096 slots kept ~0.3 ms. The 4-bit scan
- * without the prefilter runs at ~13.5 GB/s (192 MB at 1M in 14 ms), memory
- * speed again. Building: 2.6-2.8 us per idx_set at 100k, 3.4-3.5 us at 1M
- * (int8: 2.0-2.2 / 4.2-4.5), centre and sign-code rebuilds included. The
- * 4-bit scores alone, idx_search, give the exact top 10 in the exact order
- * on ~0-2% of these queries (int8: 19-36%): neighbours are ~0.003 apart,
- * the 4-bit error ~0.004 rms; the exact re-scoring of 100 candidates, over
- * twice the 42 needed, is what makes it 100%.
- * Why the sign codes: on 33k real all-MiniLM-L6-v2 embeddings of O*NET
- * texts, the Hamming rank that covers a query's whole exact top 10 was at
- * most 163 (p99) / 253 (max) of 32k with dim bits of x/|x| - mean for both
- * sides; 205/859 with the query's bits uncentred, 235/743 with neither
- * centred; 714/2233 with 256 random-hyperplane bits, 1842/9722 with 128
- * bits (sums of 3 components): fewer bits cost far more candidates than
- * they save in reading. On the synthetic data the p99 rank grows from 130
- * at 33k to 1569 at 1M (max 2686), under the 4096 kept. Reading the sign
- * bits of the 4-bit codes instead would read 192 bytes a vector, not 48.
+ *   100k, previous            0.63-0.72 / 0.78-1.26 ms    100%         23 MiB
+ *   100k, IVF (255 lists)     0.22-0.27 / 0.32-0.40 ms    100%         29 MiB
+ *   1M,   previous            3.5-4.5   / 5.2-6.2 ms      100%        234 MiB
+ *   1M,   IVF (725 lists)     0.55-0.75 / 0.88-1.25 ms    100%        207 MiB
+ *   1M,   IVF, after a save
+ *         and load (lists
+ *         contiguous)         0.46-0.53 / 0.72-1.0 ms     100%        198 MiB
+ *   1M,   every row (no IVF)  16-18     / 20-32 ms        100%  (previous: 14-15 ms)
+ * (ranges over 4-6 runs each, two more of the previous design's at 7-8 ms
+ * left out, the other job at its busiest; 100k: the lists' partly filled
+ * chunks cost more than the sign codes saved.)
+ * Exact top 10 vs lists probed (p50 of idx_search_exact):
+ *   nprobe                     1       2       4       8      16      32      64     128
+ *   100k, bench_idx        98.9%   99.9%    100%    100%    100%    100%    100%    100%
+ *                          0.09    0.12    0.13    0.14    0.21    0.37    0.65    1.08 ms
+ *   1M, bench_idx          90.0%   99.8%    100%    100%    100%    100%    100%    100%
+ *                          0.14    0.17    0.24    0.35    0.54    1.13    2.30    4.37 ms
+ *   60k real embeddings    13.6%   24.0%   35.2%   50.2%   67.4%   85.2%   94.3%   99.4%
+ *   (182 lists)            0.07    0.09    0.10    0.13    0.19    0.37    0.59    0.80 ms
+ * With filters at 1M (filter_exp 0.5, 300 queries, against a brute force
+ * over the allowed): 50% 0.76-0.92 ms, 10% 0.68-0.88 ms, 1% 0.46-0.51 ms
+ * (scored directly), 0.1% 0.13-0.15 ms, all 100% exact (at 100k 10%: 299
+ * of 300).
+ * The data, honestly: bench_idx's vectors (500 clusters in 50 topics) are
+ * strongly clustered, and so is the 1M benchmark store (occupation
+ * embeddings plus noise): the exact top 10 of a query sit in 1-2 lists, so
+ * the default of 16 has a wide margin there (2 suffice at 1M). The third
+ * row is real all-MiniLM-L6-v2 embeddings of 60,000 texts built from O*NET
+ * (the 8,745 skill names, the 1,016 occupations, and job-like texts: a
+ * title with a random subset of its skills plus up to 4 unrelated ones):
+ * neighbours there are near-ties spread over many lists, the IVF needs
+ * 70-80% of the rows for 99%, and the exhaustive scan (idx_set_ivf(SIZE_MAX))
+ * is the exact choice (bench_idx --vectors FILE --query-vectors FILE
+ * measures a deployment's own data; a float k-means does only somewhat
+ * better: 77% at 16 lists). Real job ads, many per occupation, should sit
+ * between the two; measure, then set nprobe.
+ * Why IVF rather than the sign codes: these read every vector's 48 bytes
+ * (48 MB at 1M: 3.3 ms at memory speed, whatever the data); a partition
+ * reads a few percent of the rows. Fewer sign bits lose too much (the
+ * Hamming rank covering the top 10 on 33k real embeddings, p99/max:
+ * 163/253 with 384 bits, 1842/9722 with 128).
  *
- * Thread-safety: the search functions only read the index and may run
- * concurrently from any number of threads. idx_set, idx_remove, idx_reserve,
- * idx_set_prefilter and idx_free modify it: the caller holds a write lock
- * (no search may run at the same time). Nothing here locks.
+ * Snapshot: idx_save writes the settings, centres, centroids and each
+ * list's rows; idx_load reads the rows straight into their final memory,
+ * each list into consecutive chunks (193 MiB at 1M in ~0.2 s from the page
+ * cache: page faults ~35%, the checksum ~12%), checking every count, index
+ * and value it reads.
+ *
+ * Thread-safety: the search functions and idx_save only read the index and
+ * may run concurrently from any number of threads. idx_set, idx_remove,
+ * idx_reserve, idx_set_ivf, idx_set_probe and idx_free modify it: the
+ * caller holds a write lock (no search may run at the same time). Nothing
+ * here locks.
  *
  * Errors follow common.h: JM_OK or a negative JM_E* code, text in *err (err
  * may be NULL). A search allocates one scratch block per call (O(dim +
- * keep + candidates) bytes, plus candidates * dim floats for the fetch),
+ * lists + candidates) bytes, plus candidates * dim floats for the fetch),
  * never O(N). */
 #ifndef JM_IDX_H
 #define JM_IDX_H
@@ -151,7 +199,7 @@ typedef struct idx_hit {
 int idx_new(int dim, idx **out, jm_err *err);
 void idx_free(idx *x); /* accepts NULL */
 
-/* Make room for slots [0, nslots) now (a bulk load then never grows the
+/* Make room for slots [0, nslots) now (a bulk load then seldom grows the
  * arrays). Costs address space only until the slots are written. */
 int idx_reserve(idx *x, uint32_t nslots, jm_err *err);
 
@@ -159,15 +207,16 @@ int idx_reserve(idx *x, uint32_t nslots, jm_err *err);
  * L2-normalised for the scores to be cosines). Grows the arrays as needed.
  * JM_EINVAL for a non-finite component or slot > IDX_MAX_SLOT, JM_ENOMEM if
  * growing fails (the index is then unchanged). O(dim) plus the assignment to
- * a list (~0.2 us), except the calls where the live count reaches 1024 and
+ * a list (~0.5 us), except the calls where the live count reaches 1024 and
  * each doubling after (a new centre, from at most 16384 vectors), and those
  * where it reaches the IVF threshold and each doubling after, which train
- * the lists again and move every vector into its new list: O(N), ~0.4 s at
- * 500k vectors. */
+ * the lists again and move every vector into its new list: O(N), ~0.6 s at
+ * 524k vectors. */
 int idx_set(idx *x, uint32_t slot, const float *vec, jm_err *err);
 
 /* The slot becomes dead: no search returns it until it is set again. Slots
- * never set are ignored. Memory is not returned. */
+ * never set are ignored. O(dim) (its list's last row fills the hole); the
+ * memory is kept for later rows. */
 void idx_remove(idx *x, uint32_t slot);
 
 size_t idx_count(const idx *x);  /* live vectors */
@@ -209,12 +258,14 @@ int idx_save(const idx *x, jm_bin *b, jm_err *err);
 int idx_load(jm_bin *b, idx **out, jm_err *err);
 
 /* The top k live slots by approximate score (dot product with the stored
- * 4-bit vector: ~0.004 rms from the exact one, a few hundredths at most),
- * sorted by score descending, then slot ascending. allow: NULL for all live
- * slots, or a bitmap (bit s of allow[s / 64] set = slot s may be returned)
- * of at least (idx_slots(x) + 63) / 64 words. out: room for k hits; *nout
- * gets how many were found (< k when fewer slots qualify; 0 is not an
- * error). JM_EINVAL for k < 0 or a non-finite query. */
+ * 4-bit vector: ~0.004 rms from the exact one, a few hundredths at most)
+ * among those the search scores (with the lists on, the rows of the lists
+ * it probes: see the top comment), sorted by score descending, then slot
+ * ascending. allow: NULL for all live slots, or a bitmap (bit s of
+ * allow[s / 64] set = slot s may be returned) of at least (idx_slots(x) +
+ * 63) / 64 words. out: room for k hits; *nout gets how many were found (< k
+ * only when fewer slots qualify; 0 is not an error). JM_EINVAL for k < 0 or
+ * a non-finite query. */
 int idx_search(const idx *x, const float *query, int k, const uint64_t *allow, idx_hit *out,
                int *nout, jm_err *err);
 
@@ -261,9 +312,9 @@ void idx_topk_free(idx_topk *t); /* accepts NULL */
 
 /* ---- Kernels, exposed for tests and benchmarks ----
  * Each instruction-set variant of the kernels; the scalar reference is
- * first. The 4-bit and centroid results of every variant equal the
- * reference exactly; the float32 dot products within rounding (1e-6 for
- * unit vectors). */
+ * first. The 4-bit, centroid, accumulation and encoding results of every
+ * variant equal the reference exactly; the float32 dot products within
+ * rounding (1e-6 for unit vectors). */
 typedef struct idx_kernel {
     const char *name;
     /* out[i] = sum_d q[d] * lut[nibble d of row rows[i]] (exact int32) over
@@ -284,6 +335,10 @@ typedef struct idx_kernel {
     void (*acc_u4)(const int8_t *lut, const uint8_t *code, size_t row, float scale, float *sum);
     /* out[i] = q . vecs[i * dim ...] in float32. */
     void (*dot_f32)(const float *q, const float *vecs, int dim, int n, float *out);
+    /* The 4-bit code of v - c (c NULL: zero) into code[row] (row = 32 *
+     * ceil(dim / 64)); returns its scale (see the top comment). Every
+     * variant gives the same bits. */
+    float (*encode)(const float *v, const float *c, int dim, size_t row, uint8_t *code);
 } idx_kernel;
 
 /* Fills out[] with up to `cap` variants this CPU can run; returns how many. */

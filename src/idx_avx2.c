@@ -1,11 +1,15 @@
 /* idx_avx2.c - AVX2 versions of the index kernels (see idx_kernel in
  * idx.h). Compiled with -mavx2 -mfma and only called after idx.c found
  * those features. Tested against the scalar references in tests/test_idx.c:
- * the 4-bit and int8 centroid results are exact, so they must be equal; the
- * float32 dot products differ by rounding only. */
+ * the 4-bit and int8 centroid dot products are exact, and the k-means
+ * accumulation and the encoder do the reference's float operations in its
+ * order, so all of those must be equal bit for bit; the float32 dot
+ * products differ by rounding only. */
 #include "idx.h"
 
 #include <immintrin.h>
+#include <math.h>
+#include <string.h>
 
 /* Rows ahead of the one being scored whose cache lines are prefetched: the
  * 4-bit stage reads candidate rows in ascending but scattered order, which
@@ -99,7 +103,8 @@ void idx_dot_c8_avx2(const int8_t *lv, const uint8_t *code, size_t row, const ui
                      int32_t *out)
 {
     const __m256i lut = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)lv));
-    const __m256i m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1), one8 = _mm256_set1_epi8(1);
+    const __m256i m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1),
+                  one8 = _mm256_set1_epi8(1);
     size_t crow = 2 * row;
     _Alignas(32) int8_t L[IDX_MAX_DIM + 64];
     __m256i ls = _mm256_setzero_si256();
@@ -109,20 +114,25 @@ void idx_dot_c8_avx2(const int8_t *lv, const uint8_t *code, size_t row, const ui
         __m256i hi = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(b, 4), m4));
         _mm256_store_si256((__m256i *)(L + 2 * o), lo);
         _mm256_store_si256((__m256i *)(L + 2 * o + 32), hi);
-        __m256i s = _mm256_add_epi16(_mm256_maddubs_epi16(one8, lo), _mm256_maddubs_epi16(one8, hi));
+        __m256i s =
+            _mm256_add_epi16(_mm256_maddubs_epi16(one8, lo), _mm256_maddubs_epi16(one8, hi));
         ls = _mm256_add_epi32(ls, _mm256_madd_epi16(s, ones));
     }
     int32_t off = 64 * hsum_epi32(ls);
-#define PAIR(c, t, l0, l1)                                                                          \
-    _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(_mm256_loadu_si256((const __m256i *)((c) + (t))), l0), \
-                                       _mm256_maddubs_epi16(_mm256_loadu_si256((const __m256i *)((c) + (t) + 32)), l1)), \
-                      ones)
+#define PAIR(c, t, l0, l1)                                                                         \
+    _mm256_madd_epi16(                                                                             \
+        _mm256_add_epi16(                                                                          \
+            _mm256_maddubs_epi16(_mm256_loadu_si256((const __m256i *)((c) + (t))), l0),            \
+            _mm256_maddubs_epi16(_mm256_loadu_si256((const __m256i *)((c) + (t) + 32)), l1)),      \
+        ones)
     int j = 0;
     for (; j + 4 <= m; j += 4) {
-        const uint8_t *c0 = cent + (size_t)j * crow, *c1 = c0 + crow, *c2 = c1 + crow, *c3 = c2 + crow;
+        const uint8_t *c0 = cent + (size_t)j * crow, *c1 = c0 + crow, *c2 = c1 + crow,
+                      *c3 = c2 + crow;
         __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
         for (size_t t = 0; t < crow; t += 64) {
-            __m256i l0 = _mm256_load_si256((const __m256i *)(L + t)), l1 = _mm256_load_si256((const __m256i *)(L + t + 32));
+            __m256i l0 = _mm256_load_si256((const __m256i *)(L + t)),
+                    l1 = _mm256_load_si256((const __m256i *)(L + t + 32));
             a0 = _mm256_add_epi32(a0, PAIR(c0, t, l0, l1));
             a1 = _mm256_add_epi32(a1, PAIR(c1, t, l0, l1));
             a2 = _mm256_add_epi32(a2, PAIR(c2, t, l0, l1));
@@ -171,6 +181,97 @@ void idx_acc_u4_avx2(const int8_t *lv, const uint8_t *code, size_t row, float sc
         acc8(sum + 48, h1, sc);
         acc8(sum + 56, _mm_srli_si128(h1, 8), sc);
     }
+}
+
+/* encode_ref in idx.c, the same operations in the same order: |v - c|^2
+ * in double, lane i of a 4-double accumulator = the reference's partial
+ * sum i; each component's level as the number of thresholds 2|t| reaches
+ * (the midpoints between the levels, times 2, are the integers below:
+ * the reference's table on (int)2|t| gives the same count); r . LUT[code]
+ * in 8 float lanes, lane i = the reference's acc[i]. */
+float idx_encode_avx2(const float *v, const float *c, int dim, size_t row, uint8_t *code)
+{
+    static const int tail[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+    memset(code, 0x88, row);
+    __m256d s4 = _mm256_setzero_pd();
+    int d = 0;
+    for (; d + 8 <= dim; d += 8) {
+        __m256 t = _mm256_loadu_ps(v + d);
+        if (c)
+            t = _mm256_sub_ps(t, _mm256_loadu_ps(c + d));
+        __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(t)),
+                hi = _mm256_cvtps_pd(_mm256_extractf128_ps(t, 1));
+        s4 = _mm256_add_pd(s4, _mm256_mul_pd(lo, lo));
+        s4 = _mm256_add_pd(s4, _mm256_mul_pd(hi, hi));
+    }
+    if (d + 4 <= dim) {
+        __m128 t = _mm_loadu_ps(v + d);
+        if (c)
+            t = _mm_sub_ps(t, _mm_loadu_ps(c + d));
+        __m256d t4 = _mm256_cvtps_pd(t);
+        s4 = _mm256_add_pd(s4, _mm256_mul_pd(t4, t4));
+        d += 4;
+    }
+    double a[4];
+    _mm256_storeu_pd(a, s4);
+    for (; d < dim; d++)
+        a[0] += (double)(v[d] - (c ? c[d] : 0)) * (v[d] - (c ? c[d] : 0));
+    double ss = (a[0] + a[1]) + (a[2] + a[3]);
+    float inv = (float)(46.476 / sqrt(ss / dim));
+    if (!(inv < INFINITY))
+        return 0;
+    const __m256 vinv = _mm256_set1_ps(inv), two = _mm256_set1_ps(2), zero = _mm256_setzero_ps();
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256 lutpos = _mm256_setr_ps(6, 18, 31, 44, 58, 75, 96, 127);
+    const __m256i eight = _mm256_set1_epi32(8), seven = _mm256_set1_epi32(7);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    static const float thr[7] = {24, 49, 75, 102, 133, 171, 223};
+    __m256 acc = _mm256_setzero_ps();
+    for (int b0 = 0; b0 < dim; b0 += 64) {
+        __m256i nib[8];
+        for (int q = 0; q < 8; q++) {
+            int at = b0 + 8 * q, m = dim - at;
+            __m256 r;
+            if (m >= 8) {
+                r = _mm256_loadu_ps(v + at);
+                if (c)
+                    r = _mm256_sub_ps(r, _mm256_loadu_ps(c + at));
+            } else if (m > 0) {
+                __m256i mk = _mm256_loadu_si256((const __m256i *)(tail + 8 - m));
+                r = _mm256_maskload_ps(v + at, mk);
+                if (c)
+                    r = _mm256_sub_ps(r, _mm256_maskload_ps(c + at, mk));
+            } else {
+                r = zero;
+            }
+            __m256 t = _mm256_mul_ps(r, vinv);
+            __m256 a2 = _mm256_mul_ps(_mm256_and_ps(t, absmask), two);
+            __m256i k = _mm256_setzero_si256();
+            for (int j = 0; j < 7; j++) /* each mask is -1 where reached */
+                k = _mm256_sub_epi32(
+                    k, _mm256_castps_si256(_mm256_cmp_ps(a2, _mm256_set1_ps(thr[j]), _CMP_GE_OQ)));
+            __m256 pos = _mm256_cmp_ps(t, zero, _CMP_GE_OQ);
+            __m256 lv = _mm256_permutevar8x32_ps(lutpos, k);
+            lv = _mm256_blendv_ps(_mm256_sub_ps(zero, lv), lv, pos);
+            acc = _mm256_add_ps(acc, _mm256_mul_ps(r, lv));
+            nib[q] = _mm256_blendv_epi8(_mm256_sub_epi32(seven, k), _mm256_add_epi32(eight, k),
+                                        _mm256_castps_si256(pos));
+        }
+        /* components 0-31 to the low nibbles, 32-63 to the high ones */
+        __m256i lo = _mm256_packus_epi16(_mm256_packs_epi32(nib[0], nib[1]),
+                                         _mm256_packs_epi32(nib[2], nib[3]));
+        __m256i hi = _mm256_packus_epi16(_mm256_packs_epi32(nib[4], nib[5]),
+                                         _mm256_packs_epi32(nib[6], nib[7]));
+        lo = _mm256_permutevar8x32_epi32(lo, order);
+        hi = _mm256_permutevar8x32_epi32(hi, order);
+        _mm256_storeu_si256((__m256i *)(code + b0 / 2),
+                            _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4)));
+    }
+    float l[8];
+    _mm256_storeu_ps(l, acc);
+    double rl = (((double)l[0] + l[1]) + ((double)l[2] + l[3])) +
+                (((double)l[4] + l[5]) + ((double)l[6] + l[7]));
+    return rl > 0 ? (float)(ss / rl) : 0;
 }
 
 static inline float hsum_ps(__m256 v)

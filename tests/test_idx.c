@@ -220,7 +220,8 @@ static void test_kernels(void)
             for (size_t i = 0; i < M * 2 * row; i++)
                 cent[i] = round == 2 ? (i % 64 < 32 ? 127 : 1) : (uint8_t)(1 + rnd() % 127);
             for (int u = 0; u < 16; u++)
-                lut[u] = round == 1 ? (int8_t)((int)(rnd() % 129) - 64) : (int8_t)(u < 8 ? -64 + 8 * u : 64 - 8 * (15 - u));
+                lut[u] = round == 1 ? (int8_t)((int)(rnd() % 129) - 64)
+                                    : (int8_t)(u < 8 ? -64 + 8 * u : 64 - 8 * (15 - u));
             lut[15] = 64;
             lut[0] = round == 2 ? 64 : -64;
             int32_t ref[M], got[M];
@@ -231,15 +232,17 @@ static void test_kernels(void)
                     int64_t naive = 0;
                     for (int d = 0; d < (int)(2 * row); d++) {
                         uint8_t byte = code[(size_t)(d / 64) * 32 + d % 32];
-                        naive += (int64_t)lut[d % 64 < 32 ? byte & 15 : byte >> 4] * (cent[j * 2 * row + d] - 64);
+                        naive += (int64_t)lut[d % 64 < 32 ? byte & 15 : byte >> 4] *
+                                 (cent[j * 2 * row + d] - 64);
                     }
                     ok &= ref[j] == naive;
                 }
-                CHECK(ok, "dim %d round %d m %d: reference dot_c8 differs from the naive one", dim, round, m);
+                CHECK(ok, "dim %d round %d m %d: reference dot_c8 differs from the naive one", dim,
+                      round, m);
                 for (int v = 1; v < nv; v++) {
                     kv[v].dot_c8(lut, code, row, cent, m, got);
-                    CHECK(memcmp(ref, got, sizeof(int32_t) * m) == 0, "%s: dot_c8 dim %d round %d m %d differs",
-                          kv[v].name, dim, round, m);
+                    CHECK(memcmp(ref, got, sizeof(int32_t) * m) == 0,
+                          "%s: dot_c8 dim %d round %d m %d differs", kv[v].name, dim, round, m);
                 }
             }
             /* The k-means accumulation: the same bits in every variant. */
@@ -262,8 +265,8 @@ static void test_kernels(void)
                 float *sv = malloc(sizeof(float) * 2 * row);
                 memcpy(sv, sg, sizeof(float) * 2 * row);
                 kv[v].acc_u4(lut, code, row, sc, sv);
-                CHECK(memcmp(sr, sv, sizeof(float) * 2 * row) == 0, "%s: acc_u4 dim %d round %d differs", kv[v].name,
-                      dim, round);
+                CHECK(memcmp(sr, sv, sizeof(float) * 2 * row) == 0,
+                      "%s: acc_u4 dim %d round %d differs", kv[v].name, dim, round);
                 free(sv);
             }
             free(sr);
@@ -271,6 +274,40 @@ static void test_kernels(void)
         }
         free(code);
         free(cent);
+    }
+
+    /* Encoding: codes and scale, the same bits in every variant; around a
+     * centre or none; a vector equal to its centre; odd scales. */
+    for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++) {
+        int dim = dims[di];
+        size_t row = ((size_t)dim + 63) / 64 * 32;
+        float *ev = malloc(sizeof(float) * dim), *ec = malloc(sizeof(float) * dim);
+        uint8_t *cr = malloc(row), *cg = malloc(row);
+        int eok = 1;
+        for (int round = 0; round < 6; round++) {
+            unit(ev, dim);
+            unit(ec, dim);
+            float mul = round == 3 ? 1e-30f : round == 4 ? 1e30f : 1;
+            for (int d = 0; d < dim; d++) {
+                ev[d] *= mul;
+                ec[d] = round == 2 ? ev[d] : ec[d] * 0.5f * mul;
+            }
+            const float *cc = round % 2 ? NULL : ec;
+            float fr = kv[0].encode(ev, cc, dim, row, cr);
+            for (int v = 1; v < nv; v++) {
+                float fg = kv[v].encode(ev, cc, dim, row, cg);
+                eok &= memcmp(&fr, &fg, sizeof fr) == 0 && memcmp(cr, cg, row) == 0;
+            }
+            if (round == 2)
+                eok &= fr == 0 && cr[0] == 0x88; /* v == c */
+            else
+                eok &= fr > 0 && isfinite(fr);
+        }
+        CHECK(eok, "encode dim %d: variants differ or bad scale", dim);
+        free(ev);
+        free(ec);
+        free(cr);
+        free(cg);
     }
 }
 
@@ -366,7 +403,8 @@ static void test_basics(void)
     CHECK(idx_set(x, IDX_MAX_SLOT + 1, v, &e) == JM_EINVAL, "slot beyond IDX_MAX_SLOT accepted");
     q[0] = NAN;
     CHECK(idx_search(x, q, 3, NULL, out, &n, &e) == JM_EINVAL && n == 0, "NaN query accepted");
-    CHECK(idx_set_probe(x, 0, 0.5f, &e) == JM_EINVAL && idx_set_probe(x, 4, 1.5f, &e) == JM_EINVAL &&
+    CHECK(idx_set_probe(x, 0, 0.5f, &e) == JM_EINVAL &&
+              idx_set_probe(x, 4, 1.5f, &e) == JM_EINVAL &&
               idx_set_probe(x, 4, NAN, &e) == JM_EINVAL && idx_set_ivf(x, 0, &e) == JM_EINVAL,
           "bad search settings accepted");
     q[0] = 0;
@@ -586,9 +624,9 @@ static void recall_run(const dataset *ds, idx *x, const char *what)
         approx += top10_match(ds, q, h, n, 0);
     }
     printf("recall %s: idx_search_exact top-10 equal on %.1f%% of %d queries (%.1f%% slot-for-slot; "
-           "%.1f%% with 30 candidates); idx_search alone %.1f%%\n",
-           what, 100.0 * ok / ds->nq, ds->nq, 100.0 * strict / ds->nq, 100.0 * ok30 / ds->nq,
-           100.0 * approx / ds->nq);
+        "%.1f%% with 30 candidates); idx_search alone %.1f%%\n",
+        what, 100.0 * ok / ds->nq, ds->nq, 100.0 * strict / ds->nq, 100.0 * ok30 / ds->nq,
+        100.0 * approx / ds->nq);
     CHECK(errs == 0 && fc.calls == 2 * ds->nq, "%s: %d errors, %d fetches", what, errs, fc.calls);
     CHECK(ok >= ds->nq * 99 / 100, "%s: top-10 equal on %d of %d queries", what, ok, ds->nq);
     CHECK(ok30 >= ds->nq * 99 / 100, "%s: top-10 equal on %d of %d queries with 30 candidates", what, ok30,
@@ -652,8 +690,8 @@ static void precision_run(const dataset *ds, idx *x)
 /* The exact top 10 of query q among the slots allow passes (float pass with
  * BLAS, the best 30 re-scored in double); returns how many (< 10 when fewer
  * are allowed). */
-static int allowed_top10(const dataset *ds, const float *q, const uint64_t *allow, float *S, uint32_t *id,
-                         double *sc)
+static int allowed_top10(const dataset *ds, const float *q, const uint64_t *allow, float *S,
+                         uint32_t *id, double *sc)
 {
     enum { T = 30 };
     k_linear(1, ds->n, ds->dim, q, ds->dim, ds->base, NULL, S, ds->n);
@@ -675,7 +713,8 @@ static int allowed_top10(const dataset *ds, const float *q, const uint64_t *allo
     for (int i = 0; i < tn; i++)
         d[i] = ddot(q, ds->base + (size_t)ti[i] * ds->dim, ds->dim);
     for (int i = 1; i < tn; i++) /* insertion sort: score desc, slot asc */
-        for (int j = i; j > 0 && (d[j - 1] < d[j] || (d[j - 1] == d[j] && ti[j - 1] > ti[j])); j--) {
+        for (int j = i; j > 0 && (d[j - 1] < d[j] || (d[j - 1] == d[j] && ti[j - 1] > ti[j]));
+             j--) {
             double t = d[j];
             d[j] = d[j - 1];
             d[j - 1] = t;
@@ -743,7 +782,8 @@ static void filter_run(const dataset *ds, idx *x)
             int same = n == nt;
             for (int i = 0; i < n; i++) {
                 bad += !(allow[h[i].slot / 64] >> (h[i].slot % 64) & 1);
-                same &= fabs(ddot(qv, ds->base + (size_t)h[i].slot * ds->dim, ds->dim) - sc[i]) <= 1e-6;
+                same &=
+                    fabs(ddot(qv, ds->base + (size_t)h[i].slot * ds->dim, ds->dim) - sc[i]) <= 1e-6;
             }
             ok += same;
         }
@@ -754,8 +794,8 @@ static void filter_run(const dataset *ds, idx *x)
         else
             printf("filter, all but the query's nearest 300 (not asserted): ");
         printf("top-10 among the allowed equal on %d of %d queries\n", ok, NQ);
-        CHECK(bad == 0 && (fracs[fi] == -1 || ok >= NQ * 99 / 100), "filter %g: %d of %d equal, %d bad", fracs[fi],
-              ok, NQ, bad);
+        CHECK(bad == 0 && (fracs[fi] == -1 || ok >= NQ * 99 / 100),
+              "filter %g: %d of %d equal, %d bad", fracs[fi], ok, NQ, bad);
     }
     free(allow);
     free(S);
@@ -932,6 +972,19 @@ static void test_threads(void)
         free(a[i].out);
     }
     CHECK(one.rc == 0 && same, "concurrent searches differ");
+    /* One list probed, yet 2000 hits wanted: the probing goes on until it
+     * has them (with and without a filter passing half the slots). */
+    CHECK(idx_set_probe(x, 1, 0, &e) == JM_OK, "probe 1");
+    idx_hit *many = malloc(sizeof(idx_hit) * 2000);
+    uint64_t half[5000 / 64 + 1];
+    for (int i = 0; i < 5000 / 64 + 1; i++)
+        half[i] = 0x5555555555555555ULL;
+    int nm = 0, nh = 0;
+    idx_search(x, qs, 2000, NULL, many, &nm, &e);
+    idx_search(x, qs, 2000, half, many, &nh, &e);
+    CHECK(nm == 2000 && nh == 2000 && sorted_ok(many, nh),
+          "1 list probed for 2000 hits: %d, %d filtered", nm, nh);
+    free(many);
     free(ref);
     free(v);
     free(qs);
@@ -951,12 +1004,14 @@ static int fetch_store(void *ctx, const uint32_t *slots, int n, float *vecs, jm_
     (void)err;
     const vecstore *vs = ctx;
     for (int i = 0; i < n; i++)
-        memcpy(vecs + (size_t)i * vs->dim, vs->v + (size_t)slots[i] * vs->dim, sizeof(float) * vs->dim);
+        memcpy(vecs + (size_t)i * vs->dim, vs->v + (size_t)slots[i] * vs->dim,
+               sizeof(float) * vs->dim);
     return JM_OK;
 }
 
 /* Exact top 10 over the live slots [0, n) of vs (double). */
-static int live_top10(const vecstore *vs, const uint8_t *live, uint32_t n, const float *q, double *sc)
+static int live_top10(const vecstore *vs, const uint8_t *live, uint32_t n, const float *q,
+                      double *sc)
 {
     int m = 0;
     for (uint32_t i = 0; i < n; i++) {
@@ -996,7 +1051,7 @@ static void test_updates(void)
             if (next >= CAP)
                 continue;
             uint32_t s = next;
-            next += rnd() % 8 == 0 ? 2 : 1; /* a few slots never set */
+            next += rnd() % 8 == 0 && next + 2 <= CAP ? 2 : 1; /* a few slots never set */
             gen_vec(&g, vs.v + (size_t)s * DIM);
             errs += idx_set(x, s, vs.v + (size_t)s * DIM, &e) != JM_OK;
             nlive += !live[s];
@@ -1030,7 +1085,8 @@ static void test_updates(void)
                 errs += idx_search_exact(x, q, 10, 0, NULL, fetch_store, &vs, h, &n, &e) != JM_OK;
                 int same = n == nt;
                 for (int i = 0; i < n && same; i++)
-                    same = live[h[i].slot] && fabs(ddot(q, vs.v + (size_t)h[i].slot * DIM, DIM) - sc[i]) <= 1e-6;
+                    same = live[h[i].slot] &&
+                           fabs(ddot(q, vs.v + (size_t)h[i].slot * DIM, DIM) - sc[i]) <= 1e-6;
                 ok += same;
                 tot++;
                 /* a live vector finds itself first */
@@ -1044,11 +1100,14 @@ static void test_updates(void)
             }
         }
     }
-    printf("updates: %u live of %u slots, lists trained %d times (%d lists); top-10 exact on %d of %d, "
+    printf("updates: %u live of %u slots, lists trained %d times (%d lists); top-10 exact on %d of "
+           "%d, "
            "self found on %d of %d\n",
            nlive, next, trainings, idx_nlist(x), ok, tot, self, selftot);
-    CHECK(errs == 0 && trainings >= 3 && idx_nlist(x) > 50, "updates: %d errors, %d trainings", errs, trainings);
-    CHECK(ok >= tot * 99 / 100 && self == selftot, "updates: %d of %d exact, self %d of %d", ok, tot, self, selftot);
+    CHECK(errs == 0 && trainings >= 3 && idx_nlist(x) > 50, "updates: %d errors, %d trainings",
+          errs, trainings);
+    CHECK(ok >= tot * 99 / 100 && self == selftot, "updates: %d of %d exact, self %d of %d", ok,
+          tot, self, selftot);
     /* Everything removed, then a few back. */
     for (uint32_t s = 0; s < next; s++)
         if (live[s]) {
@@ -1057,11 +1116,12 @@ static void test_updates(void)
         }
     idx_hit h[10];
     int n = -1;
-    CHECK(idx_count(x) == 0 && idx_search(x, q, 10, NULL, h, &n, &e) == JM_OK && n == 0, "all removed");
+    CHECK(idx_count(x) == 0 && idx_search(x, q, 10, NULL, h, &n, &e) == JM_OK && n == 0,
+          "all removed");
     for (uint32_t s = 0; s < 50; s++)
         errs += idx_set(x, s * 3, vs.v + (size_t)s * DIM, &e) != JM_OK;
-    CHECK(idx_count(x) == 50 && idx_search(x, vs.v + 7 * DIM, 1, NULL, h, &n, &e) == JM_OK && n == 1 &&
-              h[0].slot == 21,
+    CHECK(idx_count(x) == 50 && idx_search(x, vs.v + 7 * DIM, 1, NULL, h, &n, &e) == JM_OK &&
+              n == 1 && h[0].slot == 21,
           "re-added: %d %u", n, n ? h[0].slot : 0);
     idx_free(x);
     gen_free(&g);
@@ -1116,11 +1176,12 @@ static int snap_load(const char *path, idx **out, int check_sum, jm_err *e)
 
 /* Same counts, same hits (slots and score bits) for every query with and
  * without a filter, same approximate score of every slot. */
-static int same_index(const idx *a, const idx *b, const float *qs, int nq, int dim, const uint64_t *allow)
+static int same_index(const idx *a, const idx *b, const float *qs, int nq, int dim,
+                      const uint64_t *allow)
 {
     jm_err e;
-    if (idx_count(a) != idx_count(b) || idx_slots(a) != idx_slots(b) || idx_nlist(a) != idx_nlist(b) ||
-        idx_dim(a) != idx_dim(b))
+    if (idx_count(a) != idx_count(b) || idx_slots(a) != idx_slots(b) ||
+        idx_nlist(a) != idx_nlist(b) || idx_dim(a) != idx_dim(b))
         return 0;
     idx_hit ha[50], hb[50];
     for (int q = 0; q < nq; q++) {
@@ -1250,8 +1311,8 @@ static void test_snapshot(void)
                 idx_remove(z, (uint32_t)(rnd() % 30000));
         }
     }
-    CHECK(y && idx_nlist(x) > 60 && same_index(x, y, qs, NQ, DIM, allow), "after further updates: %d lists",
-          idx_nlist(x));
+    CHECK(y && idx_nlist(x) > 60 && same_index(x, y, qs, NQ, DIM, allow),
+          "after further updates: %d lists", idx_nlist(x));
     idx_free(y);
 
     /* Truncated anywhere: an error, never a crash or a leak. */
@@ -1259,7 +1320,9 @@ static void test_snapshot(void)
     unsigned char *file = NULL;
     long size = file_read_all(snap_path(0), &file);
     CHECK(size > 1000, "snapshot size %ld", size);
-    long cuts[] = {0, 1, 7, 8, 9, 100, 167, 168, 169, 200, 1000, size / 5, size / 4, size / 2, 3 * size / 4,
+    long cuts[] = {0,         1,         7,        8,        9,
+                   100,       167,       168,      169,      200,
+                   1000,      size / 5,  size / 4, size / 2, 3 * size / 4,
                    size - 17, size - 16, size - 9, size - 8, size - 1};
     int tok = 1;
     for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
@@ -1278,21 +1341,24 @@ static void test_snapshot(void)
      * catch any change, but the reader must not trust the data before it). */
     uint64_t hdr[20];
     memcpy(hdr, file + 8, sizeof hdr);
-    uint64_t dim = hdr[1], row = hdr[2], nslots = hdr[4], ngen = hdr[6], nlist = hdr[8], n1 = hdr[9];
+    uint64_t dim = hdr[1], row = hdr[2], nslots = hdr[4], ngen = hdr[6], nlist = hdr[8],
+             n1 = hdr[9];
     struct {
         int word;
         uint64_t val;
-    } hp[] = {{-1, 0x1234},          {0, 2},          {1, 0},          {1, dim + 1},     {1, 1 << 20},
-              {2, row + 32},         {3, 128},        {4, 1ULL << 40}, {4, nslots - 64}, {4, nslots + 64},
-              {5, hdr[5] + 1},       {5, nslots + 1}, {6, 0},          {6, 33},          {6, ngen + 1},
-              {6, ngen - 1},         {7, 1ULL << 50}, {8, 0},          {8, nlist + 1},   {8, 1 << 30},
-              {9, nlist + 1},        {9, n1 - 1},     {9, n1 + 1},     {11, 1ULL << 40}, {12, 0},
-              {13, 0},               {13, 1ULL << 40}, {14, 0x40000000}, {15, 31},       {17, 1}};
+    } hp[] = {
+        {-1, 0x1234},    {0, 2},           {1, 0},           {1, dim + 1},     {1, 1 << 20},
+        {2, row + 32},   {3, 128},         {4, 1ULL << 40},  {4, nslots - 64}, {4, nslots + 64},
+        {5, hdr[5] + 1}, {5, nslots + 1},  {6, 0},           {6, 33},          {6, ngen + 1},
+        {6, ngen - 1},   {7, 1ULL << 50},  {8, 0},           {8, nlist + 1},   {8, 1 << 30},
+        {9, nlist + 1},  {9, n1 - 1},      {9, n1 + 1},      {11, 1ULL << 40}, {12, 0},
+        {13, 0},         {13, 1ULL << 40}, {14, 0x40000000}, {15, 31},         {17, 1}};
     int hok = 1;
     for (size_t i = 0; i < sizeof hp / sizeof hp[0]; i++) {
         long off = hp[i].word < 0 ? 0 : 8 + 8 * hp[i].word;
         if (!rejects(file, size, off, &hp[i].val, sizeof(uint64_t))) {
-            fprintf(stderr, "  header word %d = %llu accepted\n", hp[i].word, (unsigned long long)hp[i].val);
+            fprintf(stderr, "  header word %d = %llu accepted\n", hp[i].word,
+                    (unsigned long long)hp[i].val);
             hok = 0;
         }
     }
@@ -1305,19 +1371,20 @@ static void test_snapshot(void)
     long off_l0 = off_cl + (long)nlist * (long)dim * 4;
     uint32_t n0;
     memcpy(&n0, file + off_l0, 4);
-    long off_scale = off_l0 + 4 + (long)n0 * (long)row, off_gen = off_scale + 4L * n0, off_slot = off_gen + n0;
+    long off_scale = off_l0 + 4 + (long)n0 * (long)row, off_gen = off_scale + 4L * n0,
+         off_slot = off_gen + n0;
     uint32_t slot0, zero = 0, huge = 0x7fffffff, badslot = (uint32_t)nslots + 5;
     memcpy(&slot0, file + off_slot, 4);
     float nanv = NAN, negv = -1;
     uint8_t badgen = (uint8_t)ngen;
     uint64_t badend = 0;
     int bok = n0 > 2 && n0 < 4096;
-    bok &= rejects(file, size, off_cell + 4, &zero, 4);                    /* cell table not increasing */
+    bok &= rejects(file, size, off_cell + 4, &zero, 4); /* cell table not increasing */
     bok &= rejects(file, size, off_cl + 12, &nanv, 4);                     /* a leaf not finite */
-    bok &= rejects(file, size, off_l0, &huge, 4);                          /* a list longer than the count */
+    bok &= rejects(file, size, off_l0, &huge, 4); /* a list longer than the count */
     bok &= rejects(file, size, off_slot, &badslot, 4);                     /* a slot out of range */
     bok &= rejects(file, size, off_slot + 4, &slot0, 4);                   /* a slot twice */
-    bok &= rejects(file, size, off_gen, &badgen, 1);                       /* a generation out of range */
+    bok &= rejects(file, size, off_gen, &badgen, 1); /* a generation out of range */
     bok &= rejects(file, size, off_scale, &nanv, 4);                       /* a scale not finite */
     bok &= rejects(file, size, off_scale + 4, &negv, 4);                   /* a negative scale */
     bok &= rejects(file, size, size - 16, &badend, 8);                     /* the end marker */
@@ -1327,7 +1394,8 @@ static void test_snapshot(void)
     uint32_t dead = 0;
     while (dead < nslots && (bm[dead / 64] >> (dead % 64) & 1))
         dead++;
-    CHECK(dead < nslots && rejects(file, size, off_slot, &dead, 4), "a row of a dead slot accepted");
+    CHECK(dead < nslots && rejects(file, size, off_slot, &dead, 4),
+          "a row of a dead slot accepted");
     free(file);
 
     /* The search settings came back, and off stays off. */
