@@ -366,6 +366,33 @@ static void bench_n(int dim, long n, int nq, int scan_only, int sweep)
     run_queries("idx_search k=10", x, &D, nq, 0);
     run_queries("idx_search_exact k=10 (100 cand)", x, &D, nq, 1);
     candidates_needed(x, &D, nq);
+    if (idx_nlist(x) > 0 && nq >= 20) {
+        /* nprobe calibrated (idx_probe_need, idx_probe_pick at 99.5%) on the
+         * first half of the queries, measured on the second half */
+        int half = nq / 2, *need = malloc(sizeof(int) * half);
+        double tn = jm_now();
+        if (idx_probe_need(x, queries, half, 10, 0, fetch_mem, &D, need, &e)) {
+            fprintf(stderr, "bench_idx: %s\n", e.msg);
+            exit(1);
+        }
+        tn = jm_now() - tn;
+        int pick = idx_probe_pick(need, half, 0.995);
+        qsort(need, half, sizeof(int), cmpi);
+        printf("  calibration on %d queries (%.2f s): lists needed p50 %d, p90 %d, p99 %d, max %d "
+               "of %d; nprobe %d\n",
+               half, tn, need[half / 2], need[half * 9 / 10], need[half * 99 / 100], need[half - 1],
+               idx_nlist(x), pick);
+        free(need);
+        data D2 = D;
+        D2.queries = queries + (size_t)half * dim;
+        D2.truth = truth + (size_t)half * 10;
+        D2.truth_s = truth_s + (size_t)half * 10;
+        char what[64];
+        snprintf(what, sizeof what, "calibrated, other %d", nq - half);
+        idx_set_probe(x, pick, IDX_FILTER_EXP, &e);
+        run_queries(what, x, &D2, nq - half, 1);
+        idx_set_probe(x, IDX_NPROBE, IDX_FILTER_EXP, &e);
+    }
 
     if (sweep && idx_nlist(x) > 0) {
         static const int probes[] = {1, 2, 4, 8, 16, 32, 64, 128};

@@ -1276,6 +1276,8 @@ void idx_remove(idx *x, uint32_t slot)
 size_t idx_count(const idx *x) { return x->count; }
 uint32_t idx_slots(const idx *x) { return x->nslots; }
 int idx_dim(const idx *x) { return x->dim; }
+int idx_probe(const idx *x) { return x->nprobe; }
+
 int idx_nlist(const idx *x) { return x->nlist; }
 
 int idx_is_live(const idx *x, uint32_t slot) { return slot < x->nslots && is_live(x, slot); }
@@ -1639,15 +1641,15 @@ static int check_query(const idx *x, const float *query, jm_err *err)
 /* Shared front half of both searches: validates, quantises the query and
  * fills hp with the approximate best min(nheap, allowed live slots). */
 static int search_approx(const idx *x, const float *query, int nheap, const uint64_t *allow,
-                         scratch *s, heap *hp, jm_err *err)
+                         int every, scratch *s, heap *hp, jm_err *err)
 {
     if (check_query(x, query, err))
         return JM_EINVAL;
     size_t nallow = count_allowed(x, allow);
     if ((size_t)nheap > nallow)
         nheap = (int)nallow; /* also bounds the scratch for a huge k */
-    int ivf = x->nlist > 0 && x->ivf_min != SIZE_MAX && x->nprobe < x->nlist;
-    if (scratch_new(s, x, nheap, ivf ? x->nlist : 0))
+    int ivf = !every && x->nlist > 0 && x->ivf_min != SIZE_MAX && x->nprobe < x->nlist;
+    if (scratch_new(s, x, nheap, x->nlist))
         return jm_fail(err, JM_ENOMEM, "idx: out of memory for search scratch");
     hp->h = s->heap;
     hp->n = 0;
@@ -1704,11 +1706,53 @@ int idx_search(const idx *x, const float *query, int k, const uint64_t *allow, i
         return check_query(x, query, err);
     scratch s = {0};
     heap hp;
-    int rc = search_approx(x, query, k, allow, &s, &hp, err);
+    int rc = search_approx(x, query, k, allow, 0, &s, &hp, err);
     if (rc == JM_OK)
         *nout = heap_drain(&hp, out);
     free(s.mem);
     return rc;
+}
+
+/* Re-scores the approximate hits in hp with the exact vectors (fetched in
+ * ascending slot order) and keeps the best k in out, best first. */
+static int rescore(const idx *x, const float *query, int k, heap *hp, idx_fetch_fn fetch, void *ctx,
+                   idx_hit *out, int *nout, jm_err *err)
+{
+    int n = hp->n, rc = JM_OK;
+    float *vecs = malloc(sizeof(float) * (size_t)n * x->dim + sizeof(float) * n);
+    uint32_t *slots = malloc(sizeof(uint32_t) * (n ? n : 1));
+    if (!vecs || !slots) {
+        rc = jm_fail(err, JM_ENOMEM, "idx: out of memory for %d candidates", n);
+        goto done;
+    }
+    float *scores = vecs + (size_t)n * x->dim;
+    /* Ascending slots: the order a database reads fastest, and deterministic. */
+    for (int i = 0; i < n; i++)
+        slots[i] = hp->h[i].slot;
+    qsort(slots, (size_t)n, sizeof(uint32_t), cmp_u32);
+    if (n) {
+        rc = fetch(ctx, slots, n, vecs, err);
+        if (rc)
+            goto done;
+    }
+    kernels()->dot_f32(query, vecs, x->dim, n, scores);
+    hp->n = 0;
+    hp->cap = k < n ? k : n;
+    for (int i = 0; i < n; i++)
+        if (!isnan(vecs[(size_t)i * x->dim]) && !isnan(scores[i]))
+            heap_push(hp, slots[i], scores[i]);
+    *nout = heap_drain(hp, out);
+done:
+    free(vecs);
+    free(slots);
+    return rc;
+}
+
+static int fix_candidates(int k, int candidates)
+{
+    if (candidates == 0)
+        candidates = k > 10 ? (k > INT32_MAX / 10 ? INT32_MAX : 10 * k) : 100;
+    return candidates < k ? k : candidates;
 }
 
 int idx_search_exact(const idx *x, const float *query, int k, int candidates,
@@ -1718,48 +1762,82 @@ int idx_search_exact(const idx *x, const float *query, int k, int candidates,
     *nout = 0;
     if (k < 0 || candidates < 0)
         return jm_fail(err, JM_EINVAL, "idx: k = %d, candidates = %d", k, candidates);
-    if (candidates == 0)
-        candidates = k > 10 ? (k > INT32_MAX / 10 ? INT32_MAX : 10 * k) : 100;
-    if (candidates < k)
-        candidates = k;
+    candidates = fix_candidates(k, candidates);
     if (k == 0 || x->count == 0)
         return check_query(x, query, err);
     scratch s = {0};
     heap hp;
-    float *vecs = NULL, *scores = NULL;
-    uint32_t *slots = NULL;
-    int rc = search_approx(x, query, candidates, allow, &s, &hp, err);
-    if (rc)
-        goto done;
-    int n = hp.n;
-    vecs = malloc(sizeof(float) * (size_t)n * x->dim + sizeof(float) * n);
-    slots = malloc(sizeof(uint32_t) * (n ? n : 1));
-    if (!vecs || !slots) {
-        rc = jm_fail(err, JM_ENOMEM, "idx: out of memory for %d candidates", n);
-        goto done;
-    }
-    scores = vecs + (size_t)n * x->dim;
-    /* Ascending slots: the order a database reads fastest, and deterministic. */
-    for (int i = 0; i < n; i++)
-        slots[i] = hp.h[i].slot;
-    qsort(slots, (size_t)n, sizeof(uint32_t), cmp_u32);
-    if (n) {
-        rc = fetch(ctx, slots, n, vecs, err);
-        if (rc)
-            goto done;
-    }
-    kernels()->dot_f32(query, vecs, x->dim, n, scores);
-    hp.n = 0;
-    hp.cap = k < n ? k : n;
-    for (int i = 0; i < n; i++)
-        if (!isnan(vecs[(size_t)i * x->dim]) && !isnan(scores[i]))
-            heap_push(&hp, slots[i], scores[i]);
-    *nout = heap_drain(&hp, out);
-done:
-    free(vecs);
-    free(slots);
+    int rc = search_approx(x, query, candidates, allow, 0, &s, &hp, err);
+    if (rc == JM_OK)
+        rc = rescore(x, query, k, &hp, fetch, ctx, out, nout, err);
     free(s.mem);
     return rc;
+}
+
+int idx_probe_need(const idx *x, const float *queries, int nq, int k, int candidates,
+                   idx_fetch_fn fetch, void *ctx, int *need, jm_err *err)
+{
+    if (k < 1 || candidates < 0 || nq < 0)
+        return jm_fail(err, JM_EINVAL, "idx: k = %d, candidates = %d, %d queries", k, candidates,
+                       nq);
+    candidates = fix_candidates(k, candidates);
+    int nl = x->nlist, rc = JM_OK;
+    idx_hit *hits = malloc(sizeof(idx_hit) * (size_t)k);
+    if (!hits)
+        return jm_fail(err, JM_ENOMEM, "idx: out of memory");
+    for (int qi = 0; qi < nq && rc == JM_OK; qi++) {
+        const float *q = queries + (size_t)qi * x->dim;
+        need[qi] = 0;
+        if (x->count == 0) {
+            rc = check_query(x, q, err);
+            continue;
+        }
+        scratch s = {0};
+        heap hp;
+        int nh = 0;
+        rc = search_approx(x, q, candidates, NULL, 1, &s, &hp, err);
+        if (rc == JM_OK)
+            rc = rescore(x, q, k, &hp, fetch, ctx, hits, &nh, err);
+        if (rc == JM_OK && nl > 0) {
+            kernels()->dot_f32(q, x->cl.f, x->dim, nl, s.lsc);
+            for (int h = 0; h < nh; h++) {
+                uint32_t li = x->owner[x->pos[hits[h].slot] >> CH_SHIFT];
+                if (li >= (uint32_t)nl)
+                    continue; /* not yet assigned: every search scans those */
+                int r = 1;
+                for (int j = 0; j < nl; j++)
+                    r += lbetter(s.lsc, (uint32_t)j, li);
+                if (r > need[qi])
+                    need[qi] = r;
+            }
+        }
+        free(s.mem);
+    }
+    free(hits);
+    return rc;
+}
+
+static int cmp_int(const void *a, const void *b)
+{
+    int x = *(const int *)a, y = *(const int *)b;
+    return x < y ? -1 : x > y;
+}
+
+int idx_probe_pick(const int *need, int n, double share)
+{
+    if (n <= 0)
+        return 1;
+    int *t = malloc(sizeof(int) * (size_t)n);
+    if (!t)
+        return 1 << 20; /* out of memory: probe everything rather than guess */
+    memcpy(t, need, sizeof(int) * (size_t)n);
+    qsort(t, (size_t)n, sizeof(int), cmp_int);
+    double want = ceil((share > 1 ? 1 : share) * n);
+    int i = want < 1 ? 0 : (int)want - 1;
+    int p = t[i];
+    free(t);
+    p += (p + 3) / 4;
+    return p < 1 ? 1 : p;
 }
 
 /* ---- Snapshot ----

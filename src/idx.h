@@ -246,6 +246,8 @@ int idx_set_probe(idx *x, int nprobe, float filter_exp, jm_err *err);
 
 /* Number of inverted lists (0 before the first training). */
 int idx_nlist(const idx *x);
+/* The probe depth set (idx_set_probe). */
+int idx_probe(const idx *x);
 
 /* Writes the whole index (everything a search and later idx_set calls need)
  * to b: the settings, centres and centroids, and every list's rows. */
@@ -290,6 +292,23 @@ typedef int (*idx_fetch_fn)(void *ctx, const uint32_t *slots, int n, float *vecs
 int idx_search_exact(const idx *x, const float *query, int k, int candidates,
                      const uint64_t *allow, idx_fetch_fn fetch, void *ctx, idx_hit *out,
                      int *nout, jm_err *err);
+
+/* How many lists each query needs probed (the calibration of nprobe): for
+ * each of nq queries (float[dim] each, in a row), the exact top k as
+ * idx_search_exact finds them when it scans every list, and need[i] = the
+ * rank (1 = the nearest) in the query's order of lists of the farthest
+ * list holding one of them; 0 before the lists are trained, or when only
+ * rows not yet assigned (which every search scans) hold them. With nprobe
+ * >= need[i], an unfiltered idx_search_exact finds those k rows for that
+ * query (or some that score better exactly). Read-only: may run beside
+ * searches. O(nq * N), a full scan per query (~16 ms at 1M). */
+int idx_probe_need(const idx *x, const float *queries, int nq, int k, int candidates,
+                   idx_fetch_fn fetch, void *ctx, int *need, jm_err *err);
+
+/* The nprobe to set from the needs of n sample queries (idx_probe_need): the
+ * smallest depth that covers a share (0..1] of them, plus a quarter for the
+ * queries the sample did not see, at least 1. Does not change need. */
+int idx_probe_pick(const int *need, int n, double share);
 
 /* ---- Streaming top-k, for a caller that keeps no vectors in memory ----
  * Feed chunks of float32 vectors (from the database) with their slot numbers;

@@ -738,6 +738,8 @@ static int loader_build(loader *L, int *applied, jm_err *err)
 
 /* Scan every job into the engine, the scan on a second thread; on one
  * thread if that cannot start. *applied counts jobs put. */
+static int tune_probe(rank_engine *e, int use_queries, jm_err *err);
+
 static int load_jobs(rank_engine *e, int *applied, jm_err *err)
 {
     struct {
@@ -1136,12 +1138,19 @@ static int engine_new(db *d, const bert_model *model, const rank_opts *opts, ran
     snprintf(e->model_id, sizeof e->model_id, "%s", bert_model_id(model));
     pthread_rwlock_init(&e->lock, NULL);
     pthread_mutex_init(&e->dblock, NULL);
+    pthread_mutex_init(&e->qlock, NULL);
+    e->tuned_on = "default";
     int rc = sk_vocab_new(e->dim, &e->voc, err);
     e->vec_tmp = malloc(sizeof(float) * (size_t)e->dim);
     if (rc == JM_OK && (!e->vec_tmp || vc_new(e->dim, e->o.cache_entries, &e->cache)))
         rc = jm_fail(err, JM_ENOMEM, "out of memory");
-    if (rc == JM_OK && e->o.index_mode == RANK_INDEX_MEMORY)
+    if (rc == JM_OK && e->o.index_mode == RANK_INDEX_MEMORY) {
         rc = idx_new(e->dim, &e->ix, err);
+        if (rc == JM_OK && e->o.ivf_min > 0)
+            rc = idx_set_ivf(e->ix, (size_t)e->o.ivf_min, err);
+        if (rc == JM_OK && !(e->qring = malloc(sizeof(float) * RANK_QRING * (size_t)e->dim)))
+            rc = jm_fail(err, JM_ENOMEM, "out of memory");
+    }
     if (rc) {
         rank_close(e);
         return rc;
@@ -1172,6 +1181,11 @@ static int open_snapshot(rank_engine *e, const char *path, jm_err *err)
         fprintf(stderr, "rank: load: snapshot %s, skills %.3f s, %d changes since applied in %.3f s\n", path,
                 t2 - t1, applied, jm_now() - t2);
     e->from_snapshot = rc == JM_OK;
+    if (e->ix) {
+        e->tuned_nlist = idx_nlist(e->ix);
+        e->tuned_at = jm_now();
+        e->tuned_on = "snapshot";
+    }
     return rc;
 }
 
@@ -1233,8 +1247,19 @@ int rank_open(db *d, const bert_model *model, const rank_opts *opts, rank_engine
     malloc_trim(0); /* what the load grew and freed goes back to the system */
 #endif
     e->rev = now;
-    e->load_secs = jm_now() - t0;
     e->last_refresh = e->last_skills_check = jm_now();
+    if (e->ix && idx_nlist(e->ix) > 0) {
+        double t3 = jm_now();
+        rc = tune_probe(e, 0, err);
+        if (rc) {
+            rank_close(e);
+            return rc;
+        }
+        if (getenv("JOBMATCH_TRACE"))
+            fprintf(stderr, "rank: load: probe depth %d of %d lists (%s), %.3f s\n", idx_probe(e->ix),
+                    idx_nlist(e->ix), e->tuned_on, jm_now() - t3);
+    }
+    e->load_secs = jm_now() - t0;
     *out = e;
     return JM_OK;
 }
@@ -1253,6 +1278,7 @@ void rank_close(rank_engine *e)
     free(e->dirty);
     free(e->dirty_list);
     free(e->vec_tmp);
+    free(e->qring);
     vc_free(e->cache);
     free(e->arena);
     free(e->id_slots);
@@ -1263,6 +1289,7 @@ void rank_close(rank_engine *e)
     sk_vocab_free(e->voc);
     idx_free(e->ix);
     pthread_rwlock_destroy(&e->lock);
+    pthread_mutex_destroy(&e->qlock);
     pthread_mutex_destroy(&e->dblock);
     free(e);
 }
@@ -1430,6 +1457,9 @@ void rank_get_info(rank_engine *e, rank_info *out)
     out->from_snapshot = e->from_snapshot;
     out->snapshot_why = e->snap_why;
     out->snapshot_rev = e->snap_rev;
+    out->index_lists = e->ix ? idx_nlist(e->ix) : 0;
+    out->index_probe = e->ix ? idx_probe(e->ix) : 0;
+    out->probe_from = e->tuned_on;
     pthread_rwlock_unlock(&e->lock);
 }
 
@@ -2574,6 +2604,129 @@ static int fetch_exact(void *ctx, const uint32_t *slots, int n, float *vecs, jm_
     return rc;
 }
 
+/* ---------- calibrating the index (rank.h, rank_tune) ---------- */
+
+enum { TUNE_SKILL_QUERIES = 128, TUNE_MIN_QUERIES = 256, TUNE_EVERY_SECS = 600 };
+
+/* n profiles made of the vocabulary: each the mean of 3 to 5 skill
+ * embeddings, skills drawn by how many jobs list them (fixed seed); 0 when
+ * no skill has both an embedding and a job. */
+static int skill_queries(const rank_engine *e, float *out, int n)
+{
+    int V = sk_count(e->voc), D = e->dim;
+    double *cum = malloc(sizeof(double) * (size_t)(V ? V : 1));
+    if (!cum)
+        return 0;
+    double tot = 0;
+    for (int i = 0; i < V; i++) {
+        if (sk_embedding(e->voc, i) && sk_df(e->voc, i) > 0)
+            tot += sk_df(e->voc, i);
+        cum[i] = tot;
+    }
+    if (tot <= 0) {
+        free(cum);
+        return 0;
+    }
+    uint64_t r = 0x9e3779b97f4a7c15ULL;
+    for (int q = 0; q < n; q++) {
+        float *v = out + (size_t)q * D;
+        memset(v, 0, sizeof(float) * D);
+        r = r * 6364136223846793005ULL + 1442695040888963407ULL;
+        int m = 3 + (int)(r >> 33) % 3;
+        for (int k = 0; k < m; k++) {
+            r = r * 6364136223846793005ULL + 1442695040888963407ULL;
+            double t = (double)(r >> 11) * (1.0 / 9007199254740992.0) * tot;
+            int lo = 0, hi = V - 1; /* first i with cum[i] > t */
+            while (lo < hi) {
+                int mid = (lo + hi) / 2;
+                if (cum[mid] > t)
+                    hi = mid;
+                else
+                    lo = mid + 1;
+            }
+            const float *s = sk_embedding(e->voc, lo);
+            for (int d = 0; s && d < D; d++)
+                v[d] += s[d];
+        }
+        double ss = 0;
+        for (int d = 0; d < D; d++)
+            ss += (double)v[d] * v[d];
+        float inv = ss > 0 ? (float)(1 / sqrt(ss)) : 0;
+        for (int d = 0; d < D; d++)
+            v[d] *= inv;
+    }
+    free(cum);
+    return n;
+}
+
+/* Calibrates now; use_queries: on the recorded profiles (caller checked
+ * there are enough). Takes the read lock, then the write lock to set. */
+static int tune_probe(rank_engine *e, int use_queries, jm_err *err)
+{
+    int n = use_queries ? TUNE_MIN_QUERIES : TUNE_SKILL_QUERIES, D = e->dim, rc = JM_OK;
+    float *qs = malloc(sizeof(float) * (size_t)n * D);
+    int *need = malloc(sizeof(int) * (size_t)n);
+    if (!qs || !need) {
+        free(qs);
+        free(need);
+        return jm_fail(err, JM_ENOMEM, "out of memory");
+    }
+    int64_t seen = 0;
+    pthread_rwlock_rdlock(&e->lock);
+    if (use_queries) {
+        pthread_mutex_lock(&e->qlock);
+        seen = e->qring_n;
+        n = seen < RANK_QRING ? (int)seen : RANK_QRING;
+        memcpy(qs, e->qring, sizeof(float) * (size_t)n * D);
+        pthread_mutex_unlock(&e->qlock);
+    } else {
+        n = skill_queries(e, qs, n);
+    }
+    int nlist = idx_nlist(e->ix), pick = 0;
+    if (n > 0 && nlist > 0) {
+        fetch_ctx fc = {e};
+        rc = idx_probe_need(e->ix, qs, n, 10, 0, fetch_exact, &fc, need, err);
+        pick = idx_probe_pick(need, n, 0.995);
+    }
+    pthread_rwlock_unlock(&e->lock);
+    if (rc == JM_OK && pick > 0) {
+        pthread_rwlock_wrlock(&e->lock);
+        if (idx_nlist(e->ix) == nlist) /* else a training came between: later */
+            idx_set_probe(e->ix, pick, IDX_FILTER_EXP, NULL);
+        e->tuned_nlist = nlist;
+        e->tuned_at = jm_now();
+        e->tuned_q = use_queries ? seen : e->tuned_q;
+        e->tuned_on = use_queries ? "queries" : "skills";
+        pthread_rwlock_unlock(&e->lock);
+    }
+    free(qs);
+    free(need);
+    return rc;
+}
+
+int rank_tune(rank_engine *e, int force, jm_err *err)
+{
+    if (!e->ix)
+        return 0;
+    pthread_rwlock_rdlock(&e->lock);
+    int nlist = idx_nlist(e->ix), retrain = nlist != e->tuned_nlist;
+    double since = jm_now() - e->tuned_at;
+    int64_t fresh = e->tuned_q;
+    pthread_rwlock_unlock(&e->lock);
+    pthread_mutex_lock(&e->qlock);
+    int64_t recorded = e->qring_n;
+    pthread_mutex_unlock(&e->qlock);
+    if (nlist == 0)
+        return 0;
+    int queries = recorded >= TUNE_MIN_QUERIES;
+    int due = force || retrain ||
+              (recorded - fresh >= TUNE_MIN_QUERIES && (fresh == 0 || since >= TUNE_EVERY_SECS));
+    if (!due)
+        return 0;
+    int rc = tune_probe(e, queries, err);
+    return rc ? rc : 1;
+}
+
 /* Stream mode: the semantic score of every allowed job, scanned from the
  * database in chunks; sem[slot] (NAN where unknown). */
 typedef struct stream_ctx {
@@ -2673,6 +2826,11 @@ int rank_recommend(rank_engine *e, bert_pool *pool, const rank_query *q, rank_re
     if (rc) {
         pthread_rwlock_unlock(&e->lock);
         return rc;
+    }
+    if (e->qring) { /* for rank_tune */
+        pthread_mutex_lock(&e->qlock);
+        memcpy(e->qring + (size_t)(e->qring_n++ % RANK_QRING) * e->dim, p.profile, sizeof(float) * e->dim);
+        pthread_mutex_unlock(&e->qlock);
     }
     int N = e->njobs, C = e->o.candidates > q->k ? e->o.candidates : q->k;
     int words = e->livebits_words > N / 64 + 1 ? e->livebits_words : N / 64 + 1;
@@ -2876,7 +3034,7 @@ int rank_recommend(rank_engine *e, bert_pool *pool, const rank_query *q, rank_re
         pick[np++] = i;
     }
     if (e->ix && np) {
-        uint32_t *slots = malloc(sizeof(uint32_t) * (size_t)np);
+        uint32_t *slots = calloc((size_t)np, sizeof(uint32_t));
         float *vecs = malloc(sizeof(float) * (size_t)np * e->dim);
         fetch_ctx fc = {e};
         if (slots && vecs) {

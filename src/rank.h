@@ -82,6 +82,10 @@ typedef struct rank_opts {
                             * see "Embedding cache" below */
     const char *snapshot;  /* engine snapshot file (default NULL: none); see
                             * "Snapshots" below */
+    int ivf_min;           /* jobs with vectors from which the vector index
+                            * keeps inverted lists (default 0: IDX_IVF_MIN,
+                            * 32768; see rank_tune). An index read from a
+                            * snapshot keeps the value it was written with */
 } rank_opts;
 
 #define RANK_DEFAULT_WEIGHTS ((rank_weights){0.65f, 0.05f, 0.05f, 0.25f})
@@ -119,8 +123,34 @@ typedef struct rank_info {
                             * used ("no such file", "written for another store", ...) */
     int64_t snapshot_rev;  /* change-log position of the last snapshot loaded
                             * or saved (0: none) */
+    int index_lists;       /* the vector index's inverted lists (0: none yet) */
+    int index_probe;       /* lists a search probes (see rank_tune) */
+    const char *probe_from; /* what set it: "default", "skills" (queries made
+                            * of the vocabulary's skills), "queries" (the
+                            * profiles of recent queries), "snapshot" */
 } rank_info;
 void rank_get_info(rank_engine *e, rank_info *out);
+
+/* Calibrates the vector index's probe depth when it is due; returns 1 if it
+ * did, 0 if not, or a negative JM_E* code. Above IDX_IVF_MIN jobs the index
+ * searches the few lists (of ~sqrt(N)) whose centres are nearest the query;
+ * how many it must search so that the top 10 are the exact top 10 depends
+ * on the data and on the queries (2 of 724 at 1M on the benchmark's store,
+ * ~130 of 182 on real embeddings of mixed O*NET texts). So the depth is
+ * measured, not guessed: for sample queries, the exact top 10 from a scan
+ * of every list, and how deep in the query's order of lists the farthest
+ * of them lies (idx_probe_need); the depth set covers 99.5% of the sample,
+ * plus a quarter (idx_probe_pick). The sample: the profiles of the last 256
+ * queries when there are that many (recorded by rank_recommend), else 128
+ * profiles made of the vocabulary's skills (3 to 5 skills drawn by how many
+ * jobs list them, their embeddings averaged). Due: at rank_open when the
+ * lists exist (unless a snapshot brought the depth), after a training of
+ * the lists (the job count doubled), and when 256 new queries came since
+ * the last time, at most every 10 minutes (force: now). Costs a scan of
+ * the index and a fetch of 100 vectors per sample query (~0.5 s at 100k
+ * jobs, ~4 s at 1M), under the read lock: queries go on meanwhile. The
+ * server's maintenance thread calls it. */
+int rank_tune(rank_engine *e, int force, jm_err *err);
 
 /* ---------- snapshots ----------
  *

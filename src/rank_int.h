@@ -120,6 +120,18 @@ struct rank_engine {
     int from_snapshot;         /* see rank_info */
     const char *snap_why;
     int64_t snap_rev;
+
+    /* The index's probe depth, calibrated (rank.c, "calibrating the index"):
+     * the last RANK_QRING query profiles, and when and on what the depth was
+     * last set. */
+    pthread_mutex_t qlock;     /* qring, qring_n */
+    float *qring;              /* [RANK_QRING][dim] */
+    int64_t qring_n;           /* profiles recorded since rank_open */
+    int64_t tuned_q;           /* qring_n at the last calibration */
+    int tuned_nlist;           /* the index's list count then (a new training
+                                * changes it: calibrate again) */
+    double tuned_at;           /* jm_now() then */
+    const char *tuned_on;      /* "default", "skills", "queries" */
 };
 
 /* An rcw byte: min(required, 31) | min(nice-to-have, 7) << 5. */
@@ -128,6 +140,8 @@ struct rank_engine {
 
 /* The string arena's blocks (rank_str): SBLK_SIZE bytes, or one string
  * longer than that alone; zero-filled past the strings (snapshots). */
+/* query profiles kept for rank_tune */
+#define RANK_QRING 256
 #define SBLK_SIZE 65536
 #define SBLK_MAX 65535
 

@@ -362,8 +362,21 @@ static void *maintenance(void *arg)
                 fprintf(stderr, "serve: refresh %.1f ms, %d jobs applied\n", (jm_now() - t) * 1e3, applied);
             last_refresh = jm_now();
         }
-        if (up)
+        if (up) {
+            /* the index's probe depth, measured again when due (rank_tune) */
+            jm_err err = {0};
+            int tr = rank_tune(s->eng, 0, &err);
+            if (tr < 0 && s->cfg.log)
+                fprintf(s->cfg.log, "jobmatch: calibrating the index failed: %s\n", err.msg);
+            if (tr > 0 && s->cfg.log) {
+                rank_info in;
+                rank_get_info(s->eng, &in);
+                fprintf(s->cfg.log, "jobmatch: index calibrated on %s: %d of %d lists probed\n", in.probe_from,
+                        in.index_probe, in.index_lists);
+                fflush(s->cfg.log);
+            }
             snapshot_maybe(s, 0);
+        }
         pthread_mutex_lock(&s->mlock);
     }
     pthread_mutex_unlock(&s->mlock);
@@ -495,6 +508,10 @@ static enum MHD_Result metrics(srv *s, req *r, struct MHD_Connection *c)
               "jobmatch_index_vectors %lld\n"
               "# HELP jobmatch_index_bytes Memory of the vector index.\n# TYPE jobmatch_index_bytes gauge\n"
               "jobmatch_index_bytes %lld\n"
+              "# HELP jobmatch_index_lists Inverted lists of the vector index.\n"
+              "# TYPE jobmatch_index_lists gauge\njobmatch_index_lists %d\n"
+              "# HELP jobmatch_index_probe Lists a search probes (calibrated).\n"
+              "# TYPE jobmatch_index_probe gauge\njobmatch_index_probe %d\n"
               "# HELP jobmatch_skills Skills in the vocabulary.\n# TYPE jobmatch_skills gauge\n"
               "jobmatch_skills %lld\n"
               "# HELP jobmatch_embeddings_pending Jobs the engine holds without a current embedding.\n"
@@ -507,7 +524,8 @@ static enum MHD_Result metrics(srv *s, req *r, struct MHD_Connection *c)
               "# TYPE jobmatch_busy_rejections_total counter\njobmatch_busy_rejections_total %lu\n"
               "# HELP process_resident_memory_bytes Resident memory.\n"
               "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes %ld\n",
-              (long long)in.jobs, (long long)in.with_vectors, (long long)in.index_bytes, (long long)in.skills,
+              (long long)in.jobs, (long long)in.with_vectors, (long long)in.index_bytes, in.index_lists,
+              in.index_probe, (long long)in.skills,
               (long long)(in.jobs - in.with_vectors), atomic_load(&s->db_up), atomic_load(&s->inflight), busy,
               rss_bytes());
     if (b.oom) {
@@ -952,6 +970,9 @@ int srv_start(const srv_config *cfg, srv **out, jm_err *err)
         else if (s->snapshot[0])
             fprintf(cfg->log, "jobmatch: engine scanned from the store in %.2f s (snapshot %s: %s)\n", in.load_secs,
                     s->snapshot, in.snapshot_why ? in.snapshot_why : "-");
+        if (in.index_lists)
+            fprintf(cfg->log, "jobmatch: vector index: %d lists, %d probed (calibrated on %s)\n", in.index_lists,
+                    in.index_probe, in.probe_from);
         if (!s->nkeys)
             fprintf(cfg->log, "jobmatch: no API key configured: PUT and DELETE /v1/jobs are refused\n");
         fflush(cfg->log);

@@ -918,6 +918,113 @@ static void test_recall(void)
     dataset_free(&ds);
 }
 
+/* ---- Calibrating nprobe ----
+ * Data on which the default probe depth is not enough: weakly clustered
+ * vectors (most of each is noise), and queries that are the mean of three
+ * of them drawn from unrelated clusters (like a profile of several skills
+ * against job texts): a query's neighbours then spread over many lists.
+ * idx_probe_need on half the queries picks a depth that makes the other
+ * half exact; each query's own need is enough for it. */
+static void test_probe_need(void)
+{
+    enum { N = 20011, NQ = 600, HALF = NQ / 2 };
+    gen g;
+    gen_init(&g, 384, 40, 400);
+    dataset ds = {384, N, NQ, malloc(sizeof(float) * 384 * N), malloc(sizeof(float) * 384 * NQ), NULL, NULL,
+                  NULL, NULL};
+    int dim = ds.dim;
+    float *tmp = malloc(sizeof(float) * dim);
+    for (int i = 0; i < N; i++) {
+        float *v = ds.base + (size_t)i * dim;
+        gen_vec(&g, v);
+        unit(tmp, dim);
+        for (int d = 0; d < dim; d++)
+            v[d] += 0.9f * tmp[d];
+        normalise(v, dim);
+    }
+    for (int q = 0; q < NQ; q++) {
+        float *v = ds.queries + (size_t)q * dim;
+        memset(v, 0, sizeof(float) * dim);
+        for (int j = 0; j < 3; j++) {
+            gen_vec(&g, tmp);
+            for (int d = 0; d < dim; d++)
+                v[d] += tmp[d];
+        }
+        normalise(v, dim);
+    }
+    gen_free(&g);
+    exact_truth(&ds);
+    jm_err e;
+    idx *x;
+    idx_new(dim, &x, &e);
+    for (int i = 0; i < N; i++)
+        idx_set(x, (uint32_t)i, ds.base + (size_t)i * dim, &e);
+    CHECK(idx_set_ivf(x, 1000, &e) == JM_OK && idx_nlist(x) > 100, "lists: %d", idx_nlist(x));
+    fetch_ctx fc = {&ds, 0, 0, -1};
+    int need[NQ];
+    CHECK(idx_probe_need(x, ds.queries, NQ, 10, 0, fetch_mem, &fc, need, &e) == JM_OK, "need: %s", e.msg);
+    int nl = idx_nlist(x), lo = nl, hi = 0, bad = 0;
+    for (int q = 0; q < NQ; q++) {
+        lo = need[q] < lo ? need[q] : lo;
+        hi = need[q] > hi ? need[q] : hi;
+        bad += need[q] < 1 || need[q] > nl;
+    }
+    CHECK(bad == 0, "%d needs outside [1, %d]", bad, nl);
+    idx_hit h[10];
+    int n, at16 = 0;
+    for (int q = HALF; q < NQ; q++) {
+        idx_search_exact(x, ds.queries + (size_t)q * dim, 10, 0, NULL, fetch_mem, &fc, h, &n, &e);
+        at16 += top10_match(&ds, q, h, n, 0);
+    }
+    int pick = idx_probe_pick(need, HALF, 0.995);
+    CHECK(idx_set_probe(x, pick, IDX_FILTER_EXP, &e) == JM_OK, "set %d", pick);
+    int ok = 0, own = 0, errs = 0;
+    for (int q = HALF; q < NQ; q++) {
+        errs += idx_search_exact(x, ds.queries + (size_t)q * dim, 10, 0, NULL, fetch_mem, &fc, h, &n, &e) != 0;
+        ok += top10_match(&ds, q, h, n, 0);
+    }
+    /* each query at its own need: its exact top 10 (as the full scan finds
+     * them) are all scanned, so the answer is the full scan's (or better) */
+    for (int q = 0; q < 100; q++) {
+        const float *qv = ds.queries + (size_t)q * dim;
+        idx_hit full[10];
+        int nf = 0;
+        idx_set_probe(x, nl, IDX_FILTER_EXP, &e);
+        idx_search_exact(x, qv, 10, 0, NULL, fetch_mem, &fc, full, &nf, &e);
+        idx_set_probe(x, need[q] > 0 ? need[q] : 1, IDX_FILTER_EXP, &e);
+        errs += idx_search_exact(x, qv, 10, 0, NULL, fetch_mem, &fc, h, &n, &e) != 0;
+        int same = n == 10 && nf == 10;
+        for (int i = 0; same && i < 10; i++)
+            same = h[i].score >= full[i].score;
+        own += same;
+    }
+    printf("probe need: %d lists, needs %d..%d; held-out top-10 exact at the default %d: %d of %d; at the "
+           "picked %d: %d of %d\n",
+           nl, lo, hi, IDX_NPROBE, at16, NQ - HALF, pick, ok, NQ - HALF);
+    CHECK(errs == 0, "%d search errors", errs);
+    CHECK(ok >= (NQ - HALF) * 99 / 100, "held-out top-10 exact on %d of %d at nprobe %d", ok, NQ - HALF, pick);
+    CHECK(own == 100, "own need enough for %d of 100 queries", own);
+    CHECK(hi > IDX_NPROBE, "the data should need more than the default: max need %d", hi);
+    /* the pick: quantiles plus a quarter; degenerate inputs */
+    int v[8] = {5, 1, 3, 2, 8, 4, 7, 6};
+    CHECK(idx_probe_pick(v, 8, 1.0) == 10 && idx_probe_pick(v, 8, 0.5) == 5 && idx_probe_pick(v, 0, 1) == 1 &&
+              idx_probe_pick(v, 1, 0.1) == 7 && v[0] == 5,
+          "idx_probe_pick");
+    int zero[3] = {0, 0, 0};
+    CHECK(idx_probe_pick(zero, 3, 0.99) == 1, "pick of zeros");
+    CHECK(idx_probe_need(x, ds.queries, 1, 0, 0, fetch_mem, &fc, need, &e) == JM_EINVAL, "k = 0");
+    fc.fail = 1;
+    CHECK(idx_probe_need(x, ds.queries, 3, 10, 0, fetch_mem, &fc, need, &e) == JM_EIO, "fetch error passes");
+    fc.fail = 0;
+    float nanq[384];
+    memcpy(nanq, ds.queries, sizeof nanq);
+    nanq[3] = NAN;
+    CHECK(idx_probe_need(x, nanq, 1, 10, 0, fetch_mem, &fc, need, &e) == JM_EINVAL, "NaN query");
+    free(tmp);
+    idx_free(x);
+    dataset_free(&ds);
+}
+
 /* ---- Concurrent searches ---- */
 
 typedef struct thr_arg {
@@ -1422,5 +1529,6 @@ int main(void)
     test_updates();
     test_snapshot();
     test_recall();
+    test_probe_need();
     return CHECK_DONE("test_idx");
 }

@@ -448,6 +448,17 @@ static void gen_job(int i, int variant, db_job *j)
 
 /* Give every job that needs one a random unit vector (the model would take
  * too long here; the engine does not care where vectors come from). */
+/* When set (by gen_store for want_skill_vectors), vectors() gives job eq-N
+ * a vector made of the skills of one of TUNE_GROUPS groups (N mod
+ * TUNE_GROUPS), each embedding (pool_emb) weighted at random, plus a little
+ * noise: jobs of a kind, whose vectors cluster as real ones do. */
+static const db_job *skill_jobs;
+static int skill_njobs, want_skill_vectors;
+static float *pool_emb; /* [NPOOL][dim] */
+
+enum { TUNE_GROUPS = 30, TUNE_GROUP = 6 };
+static int group_skill(int g, int t) { return (g * 4 + t) % NPOOL; }
+
 static int vectors(db *d, int dim, jm_err *err)
 {
     float *v = malloc(sizeof(float) * 64 * (size_t)dim);
@@ -463,8 +474,21 @@ static int vectors(db *d, int dim, jm_err *err)
         }
         for (int k = 0; k < b.n; k++) {
             double nn = 0;
+            const db_job *j = NULL;
+            int ji = -1;
+            if (skill_jobs && sscanf(b.ids[k], "eq-%d", &ji) == 1 && ji >= 0 && ji < skill_njobs)
+                j = &skill_jobs[ji];
+            float *vk = v + (size_t)k * dim;
+            memset(vk, 0, sizeof(float) * dim);
+            for (int t = 0; j && t < TUNE_GROUP; t++) {
+                const float *pe = pool_emb + (size_t)group_skill(ji % TUNE_GROUPS, t) * dim;
+                for (int x = 0; x < dim; x++)
+                    vk[x] += pe[x] * (float)(0.5 + ur());
+            }
             for (int x = 0; x < dim; x++) {
-                v[(size_t)k * dim + x] = (float)(ur() - 0.5);
+                /* random, or skill embeddings plus some noise */
+                float r = vk[x] + (float)(ur() - 0.5) * (j ? 0.01f : 1.0f);
+                v[(size_t)k * dim + x] = r;
                 nn += (double)v[(size_t)k * dim + x] * v[(size_t)k * dim + x];
             }
             for (int x = 0; x < dim; x++)
@@ -661,7 +685,17 @@ static db *gen_store(const char *url, const char *tag, int N, double big, int *n
     CHECK(db_upsert_jobs(d, js, N, NULL, &err) == 0, "%s: upsert: %s", tag, err.msg);
     ej_opts eo = {.batch = 64, .progress = EJ_QUIET};
     ej_stats st;
-    CHECK(vectors(d, dim, &err) == 0 && ej_run(d, pool_, bert_model_id(model), dim, &eo, &st, &err) == 0,
+    if (want_skill_vectors) {
+        if (!pool_emb) {
+            pool_emb = malloc(sizeof(float) * NPOOL * (size_t)dim);
+            CHECK(bert_embed(pool_, NPOOL, pool, NULL, pool_emb, NULL, &err) == 0, "embed the pool: %s", err.msg);
+        }
+        skill_jobs = js;
+        skill_njobs = N;
+    }
+    int vrc = vectors(d, dim, &err);
+    skill_jobs = NULL;
+    CHECK(vrc == 0 && ej_run(d, pool_, bert_model_id(model), dim, &eo, &st, &err) == 0,
           "%s: vectors: %s", tag, err.msg);
     if (nbig)
         *nbig = nb;
@@ -741,6 +775,96 @@ static void equivalence_suite(const char *url, const char *tag)
     for (int i = 0; i < N; i++)
         db_job_clear(&js[i]);
     free(js);
+    db_close(d);
+}
+
+static int fetch_db(void *ctx, const uint32_t *slots, int n, float *vecs, jm_err *err)
+{
+    rank_engine *e = ctx;
+    const char **ids = malloc(sizeof(char *) * (size_t)n);
+    int *found = malloc(sizeof(int) * (size_t)n);
+    for (int i = 0; i < n; i++)
+        ids[i] = rank_str(e, e->jobs[slots[i]].id);
+    int rc = db_get_embeddings(e->d, e->model_id, ids, n, vecs, e->dim, found, err);
+    free(ids);
+    free(found);
+    return rc;
+}
+
+/* The index's probe depth (rank_tune): lists from 1,000 jobs on (ivf_min),
+ * calibrated at rank_open on profiles made of the skills, again on the
+ * recorded profiles once 256 queries came, then not until it is due. With
+ * the depth set, the index's top 10 equal those of a search of every list
+ * for the recorded profiles. */
+static void tune_part(db *d, const char *tag)
+{
+    jm_err err = {0};
+    rank_opts o;
+    rank_opts_default(&o);
+    o.refresh_secs = -1;
+    o.ivf_min = 1000;
+    rank_engine *e = NULL;
+    if (rank_open(d, model, &o, &e, &err)) {
+        CHECK(0, "%s: rank_open with lists: %s", tag, err.msg);
+        return;
+    }
+    rank_info in;
+    rank_get_info(e, &in);
+    CHECK(in.index_lists > 40 && in.index_probe >= 1 && !strcmp(in.probe_from, "skills"),
+          "%s: at open: %d lists, %d probed, from %s", tag, in.index_lists, in.index_probe, in.probe_from);
+    CHECK(rank_tune(e, 0, &err) == 0, "%s: not due right after open", tag);
+    int at_open = in.index_probe;
+    const char *qs[40][4]; /* 2-4 skills of one group */
+    for (int i = 0; i < 40; i++)
+        for (int k = 0; k < 4; k++)
+            qs[i][k] = pool[group_skill(i % TUNE_GROUPS, (int)(ur() * TUNE_GROUP))];
+    int errs = 0;
+    for (int i = 0; i < 300; i++) {
+        rank_query q = {qs[i % 40], 2 + i % 3, 10, 0, {0}};
+        rank_filters_init(&q.filters);
+        rank_response r;
+        errs += rank_recommend(e, pool_, &q, &r, &err) != 0;
+        rank_response_free(&r);
+    }
+    CHECK(errs == 0, "%s: %d failed queries: %s", tag, errs, err.msg);
+    CHECK(rank_tune(e, 0, &err) == 1, "%s: due after 300 queries: %s", tag, err.msg);
+    rank_get_info(e, &in);
+    CHECK(!strcmp(in.probe_from, "queries") && in.index_probe >= 1, "%s: after queries: %d probed, from %s", tag,
+          in.index_probe, in.probe_from);
+    CHECK(rank_tune(e, 0, &err) == 0 && rank_tune(e, 1, &err) == 1, "%s: not due again; forced", tag);
+    /* the recorded profiles at the depth set, against every list */
+    int same = 0, nq = 0, probe = in.index_probe;
+    for (int i = 0; i < RANK_QRING; i++, nq++) {
+        const float *qv = e->qring + (size_t)i * e->dim;
+        idx_hit a[10], b[10];
+        int na = 0, nb = 0;
+        idx_set_probe(e->ix, probe, IDX_FILTER_EXP, &err);
+        idx_search_exact(e->ix, qv, 10, 0, NULL, fetch_db, e, a, &na, &err);
+        idx_set_probe(e->ix, in.index_lists, IDX_FILTER_EXP, &err);
+        idx_search_exact(e->ix, qv, 10, 0, NULL, fetch_db, e, b, &nb, &err);
+        int ok = na == 10 && nb == 10;
+        for (int k = 0; ok && k < 10; k++)
+            ok = fabsf(a[k].score - b[k].score) < 1e-6f;
+        same += ok;
+    }
+    idx_set_probe(e->ix, probe, IDX_FILTER_EXP, &err);
+    printf("%s: index calibrated: %d of %d lists (%d on the skills at open); top 10 as with every list on %d of %d "
+           "recorded queries\n",
+           tag, probe, in.index_lists, at_open, same, nq);
+    CHECK(same >= nq * 99 / 100, "%s: top 10 as with every list on %d of %d", tag, same, nq);
+    CHECK(probe < in.index_lists, "%s: the clustered vectors need fewer than all %d lists: %d", tag, in.index_lists,
+          probe);
+    rank_close(e);
+}
+
+static void tune_suite(const char *url, const char *tag)
+{
+    want_skill_vectors = 1;
+    db *d = gen_store(url, tag, 4000, 0, NULL, NULL);
+    want_skill_vectors = 0;
+    if (!d)
+        return;
+    tune_part(d, tag);
     db_close(d);
 }
 
@@ -1260,6 +1384,8 @@ int main(void)
     unlink(path3);
     skillpass_suite(path3, "sqlite 5000 jobs");
     rm_db(path3);
+    tune_suite(path3, "sqlite 4000 jobs, vectors from their skills");
+    rm_db(path3);
     rm_db(path);
     const char *pg = getenv("JM_TEST_PG_URL"), *pgdir = getenv("JM_PG_DIR");
     if (pg && *pg && pgdir && *pgdir) {
@@ -1291,6 +1417,7 @@ int main(void)
     } else {
         printf("test_rank: JM_TEST_PG_URL not set: PostgreSQL half skipped\n");
     }
+    free(pool_emb);
     bert_pool_free(pool_);
     bert_free(model);
     return CHECK_DONE("test_rank");
