@@ -36,7 +36,10 @@
 
 #include "bert.h"
 #include "db.h"
+#include "idx.h"
+#include "kernels.h"
 #include "rank.h"
+#include "rank_int.h" /* the engine's index, for the recall measure */
 
 typedef struct occ {
     char *id, *title, *desc;
@@ -206,12 +209,162 @@ static int generate(db *d, occs *oc, int64_t n, int dim, const char *model_id)
     return 0;
 }
 
+/* ---- Recall of the engine's vector index on real query profiles ----
+ * Q queries drawn as the timed ones are (another seed), each embedded as
+ * the engine embeds a profile (the skills joined by ", "); their exact top
+ * 10 by a brute force over every float32 vector of the store (one scan,
+ * BLAS in chunks); then idx_search_exact at several probe depths and at
+ * the calibrated one, and each query's own need (idx_probe_need). */
+typedef struct brute {
+    rank_engine *e;
+    int nq, dim, nb;
+    const float *q;
+    float *chunk, *S, *best; /* [4096][dim], [nq][4096], [nq][10] */
+    uint32_t *bslot, *cslot; /* [nq][10], [4096] */
+} brute;
+
+static void brute_flush(brute *b)
+{
+    if (!b->nb)
+        return;
+    k_linear(b->nq, b->nb, b->dim, b->q, b->dim, b->chunk, NULL, b->S, b->nb);
+    for (int q = 0; q < b->nq; q++) {
+        float *bs = b->best + q * 10;
+        uint32_t *bi = b->bslot + q * 10;
+        for (int i = 0; i < b->nb; i++) {
+            float v = b->S[(size_t)q * b->nb + i];
+            if (v <= bs[9])
+                continue;
+            int j = 9;
+            for (; j > 0 && bs[j - 1] < v; j--) {
+                bs[j] = bs[j - 1];
+                bi[j] = bi[j - 1];
+            }
+            bs[j] = v;
+            bi[j] = b->cslot[i];
+        }
+    }
+    b->nb = 0;
+}
+
+static int on_brute(void *ctx, const db_row *r)
+{
+    brute *b = ctx;
+    if (!r->emb || r->emb_len != (size_t)b->dim * 4)
+        return 0;
+    int slot = rank_slot(b->e, r->job.id);
+    if (slot < 0)
+        return 0;
+    db_vec_from_le(r->emb, b->dim, b->chunk + (size_t)b->nb * b->dim);
+    b->cslot[b->nb++] = (uint32_t)slot;
+    if (b->nb == 4096)
+        brute_flush(b);
+    return 0;
+}
+
+static int fetch_store(void *ctx, const uint32_t *slots, int n, float *vecs, jm_err *err)
+{
+    rank_engine *e = ctx;
+    const char **ids = malloc(sizeof(char *) * (size_t)n);
+    int *found = malloc(sizeof(int) * (size_t)n);
+    for (int i = 0; i < n; i++)
+        ids[i] = rank_str(e, e->jobs[slots[i]].id);
+    int rc = db_get_embeddings(e->d, e->model_id, ids, n, vecs, e->dim, found, err);
+    free(ids);
+    free(found);
+    return rc;
+}
+
+static int cmpi(const void *a, const void *b)
+{
+    int x = *(const int *)a, y = *(const int *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void recall(rank_engine *e, db *d, bert_pool *pool, const occs *oc, int nq)
+{
+    if (!e->ix || idx_nlist(e->ix) == 0)
+        return;
+    int dim = e->dim;
+    jm_err err = {0};
+    float *qv = malloc(sizeof(float) * (size_t)nq * dim);
+    char **texts = malloc(sizeof(char *) * (size_t)nq);
+    uint64_t keep = rs;
+    rs = 4242;
+    for (int qi = 0; qi < nq; qi++) {
+        const occ *o = &oc->o[(int)(ur() * oc->n)];
+        char buf[2048] = "";
+        int ns = 3 + (int)(ur() * 3);
+        for (int k = 0; k < ns; k++) {
+            if (k)
+                strncat(buf, ", ", sizeof buf - strlen(buf) - 1);
+            strncat(buf, o->sk[(int)(ur() * o->nsk)].name, sizeof buf - strlen(buf) - 1);
+        }
+        texts[qi] = strdup(buf);
+    }
+    rs = keep;
+    double t0 = jm_now();
+    if (bert_embed(pool, nq, (const char *const *)texts, NULL, qv, NULL, &err)) {
+        fprintf(stderr, "bench_rank: %s\n", err.msg);
+        return;
+    }
+    brute b = {e, nq, dim, 0, qv, malloc(sizeof(float) * 4096 * (size_t)dim), malloc(sizeof(float) * 4096 * (size_t)nq),
+               malloc(sizeof(float) * 10 * (size_t)nq), malloc(sizeof(uint32_t) * 10 * (size_t)nq),
+               malloc(sizeof(uint32_t) * 4096)};
+    for (int i = 0; i < 10 * nq; i++)
+        b.best[i] = -INFINITY;
+    if (db_scan_jobs(d, e->model_id, 1, on_brute, &b, &err))
+        fprintf(stderr, "bench_rank: %s\n", err.msg);
+    brute_flush(&b);
+    double tb = jm_now() - t0;
+    int cal = idx_probe(e->ix), nl = idx_nlist(e->ix);
+    int depths[] = {8, 16, 32, 64, 128, cal};
+    printf("index recall on %d query profiles (top 10 vs a brute force over the store's float32 vectors, %.1f s):\n",
+           nq, tb);
+    for (int di = 0; di < 6; di++) {
+        if (depths[di] > nl && di < 5)
+            continue;
+        idx_set_probe(e->ix, depths[di], IDX_FILTER_EXP, &err);
+        int ok = 0;
+        double t = jm_now();
+        for (int qi = 0; qi < nq; qi++) {
+            idx_hit h[10];
+            int n = 0;
+            idx_search_exact(e->ix, qv + (size_t)qi * dim, 10, 0, NULL, fetch_store, e, h, &n, &err);
+            int same = n == 10;
+            for (int k = 0; same && k < 10; k++)
+                same = fabsf(h[k].score - b.best[qi * 10 + k]) <= 1e-6f;
+            ok += same;
+        }
+        printf("  %-12s %3d of %d lists: top 10 exact on %5.1f%%  (%.2f ms a search)\n",
+               di == 5 ? "calibrated" : "", depths[di], nl, 100.0 * ok / nq, (jm_now() - t) * 1e3 / nq);
+    }
+    idx_set_probe(e->ix, cal, IDX_FILTER_EXP, &err);
+    int *need = malloc(sizeof(int) * (size_t)nq);
+    if (idx_probe_need(e->ix, qv, nq, 10, 0, fetch_store, e, need, &err) == 0) {
+        qsort(need, (size_t)nq, sizeof(int), cmpi);
+        printf("  lists each query needs: p50 %d, p90 %d, p99 %d, max %d\n", need[nq / 2], need[nq * 9 / 10],
+               need[nq * 99 / 100], need[nq - 1]);
+    }
+    free(need);
+    for (int i = 0; i < nq; i++)
+        free(texts[i]);
+    free(texts);
+    free(qv);
+    free(b.chunk);
+    free(b.S);
+    free(b.best);
+    free(b.bslot);
+    free(b.cslot);
+}
+
 int main(int argc, char **argv)
 {
     const char *onet_db = "build/bench-onet.db", *path = NULL, *model_dir = "models/all-MiniLM-L6-v2";
     int64_t n = 100000;
     int nq = 1000, nstream = 0;
     const char *snap = NULL;
+    int nrecall = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--onet-db")) onet_db = argv[i + 1];
         else if (!strcmp(argv[i], "--db")) path = argv[i + 1];
@@ -220,9 +373,11 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--queries")) nq = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--stream")) nstream = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--snapshot")) snap = argv[i + 1];
+        else if (!strcmp(argv[i], "--recall")) nrecall = atoi(argv[i + 1]);
     }
     if (!path) {
-        fprintf(stderr, "usage: bench_rank --db FILE --jobs N [--onet-db FILE] [--queries Q] [--stream Q2] [--snapshot FILE]\n");
+        fprintf(stderr, "usage: bench_rank --db FILE --jobs N [--onet-db FILE] [--queries Q] [--stream Q2] [--snapshot FILE]\n"
+                        "                  [--recall Q3]\n");
         return 2;
     }
     jm_err err = {0};
@@ -292,6 +447,9 @@ int main(int argc, char **argv)
     printf("# bench_rank: %lld jobs, %lld skills, SQLite %s\n", (long long)info.jobs, (long long)info.skills, path);
     printf("index load from %s: %.2f s; index %.1f MB; RSS %.0f MB with the model (%.0f MB before the index)\n",
            info.from_snapshot ? "the snapshot" : "SQLite", load, info.index_bytes / 1048576.0, rss1, rss0);
+    if (info.index_lists)
+        printf("vector index: %d inverted lists, %d probed (calibrated on %s)\n", info.index_lists, info.index_probe,
+               info.probe_from);
     if (snap && !info.from_snapshot) {
         /* for the next run: written now, before the queries, so the RSS
          * figures below include whatever writing it costs */
@@ -351,6 +509,23 @@ int main(int argc, char **argv)
                pass == 2 ? "stream" : "memory",
                warm ? "warm: query embeddings cached" : "cold: query embedding included", Q, lat[Q / 2],
                lat[(int)(Q * 0.99)], mean, rss_mb());
+        if (pass == 0 && Q >= 256 && !warm) {
+            /* the probe depth measured again, on these queries' profiles */
+            double tt = jm_now();
+            int tr = rank_tune(e, 1, &err);
+            rank_info ti;
+            rank_get_info(e, &ti);
+            if (tr < 0)
+                fprintf(stderr, "bench_rank: %s\n", err.msg);
+            else if (ti.index_lists)
+                printf("vector index calibrated again on these queries' profiles in %.2f s: %d of %d lists "
+                       "probed\n",
+                       jm_now() - tt, ti.index_probe, ti.index_lists);
+            if (tr > 0 && snap && rank_snapshot_save(e, snap, &err)) /* the next run starts with it */
+                fprintf(stderr, "bench_rank: %s\n", err.msg);
+        }
+        if (pass == 0 && nrecall)
+            recall(e, d, pool, &oc, nrecall);
     }
     rank_info ci;
     rank_get_info(e, &ci);

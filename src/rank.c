@@ -2606,7 +2606,10 @@ static int fetch_exact(void *ctx, const uint32_t *slots, int n, float *vecs, jm_
 
 /* ---------- calibrating the index (rank.h, rank_tune) ---------- */
 
-enum { TUNE_SKILL_QUERIES = 128, TUNE_MIN_QUERIES = 256, TUNE_EVERY_SECS = 600 };
+/* TUNE_MIN_SAMPLE: recorded profiles needed to calibrate on them (else
+ * skill profiles); TUNE_MIN_QUERIES: new ones that make it due again */
+enum { TUNE_SKILL_QUERIES = 256, TUNE_MIN_SAMPLE = 256, TUNE_MIN_QUERIES = RANK_QRING, TUNE_EVERY_SECS = 600 };
+#define TUNE_SHARE 0.99 /* of the sample covered, before idx_probe_pick's quarter more */
 
 /* n profiles made of the vocabulary: each the mean of 3 to 5 skill
  * embeddings, skills drawn by how many jobs list them (fixed seed); 0 when
@@ -2663,7 +2666,7 @@ static int skill_queries(const rank_engine *e, float *out, int n)
  * there are enough). Takes the read lock, then the write lock to set. */
 static int tune_probe(rank_engine *e, int use_queries, jm_err *err)
 {
-    int n = use_queries ? TUNE_MIN_QUERIES : TUNE_SKILL_QUERIES, D = e->dim, rc = JM_OK;
+    int n = use_queries ? RANK_QRING : TUNE_SKILL_QUERIES, D = e->dim, rc = JM_OK;
     float *qs = malloc(sizeof(float) * (size_t)n * D);
     int *need = malloc(sizeof(int) * (size_t)n);
     if (!qs || !need) {
@@ -2686,7 +2689,7 @@ static int tune_probe(rank_engine *e, int use_queries, jm_err *err)
     if (n > 0 && nlist > 0) {
         fetch_ctx fc = {e};
         rc = idx_probe_need(e->ix, qs, n, 10, 0, fetch_exact, &fc, need, err);
-        pick = idx_probe_pick(need, n, 0.995);
+        pick = idx_probe_pick(need, n, TUNE_SHARE);
     }
     pthread_rwlock_unlock(&e->lock);
     if (rc == JM_OK && pick > 0) {
@@ -2718,7 +2721,7 @@ int rank_tune(rank_engine *e, int force, jm_err *err)
     pthread_mutex_unlock(&e->qlock);
     if (nlist == 0)
         return 0;
-    int queries = recorded >= TUNE_MIN_QUERIES;
+    int queries = recorded >= TUNE_MIN_SAMPLE;
     int due = force || retrain ||
               (recorded - fresh >= TUNE_MIN_QUERIES && (fresh == 0 || since >= TUNE_EVERY_SECS));
     if (!due)

@@ -132,24 +132,25 @@ typedef struct rank_info {
 void rank_get_info(rank_engine *e, rank_info *out);
 
 /* Calibrates the vector index's probe depth when it is due; returns 1 if it
- * did, 0 if not, or a negative JM_E* code. Above IDX_IVF_MIN jobs the index
- * searches the few lists (of ~sqrt(N)) whose centres are nearest the query;
- * how many it must search so that the top 10 are the exact top 10 depends
- * on the data and on the queries (2 of 724 at 1M on the benchmark's store,
- * ~130 of 182 on real embeddings of mixed O*NET texts). So the depth is
- * measured, not guessed: for sample queries, the exact top 10 from a scan
- * of every list, and how deep in the query's order of lists the farthest
- * of them lies (idx_probe_need); the depth set covers 99.5% of the sample,
- * plus a quarter (idx_probe_pick). The sample: the profiles of the last 256
- * queries when there are that many (recorded by rank_recommend), else 128
+ * did, 0 if not, or a negative JM_E* code. From IDX_IVF_MIN jobs (ivf_min)
+ * the index searches the few lists (of ~sqrt(N)) whose centres are nearest
+ * the query; how many it must search so that the top 10 are the exact top
+ * 10 depends on the data and on the queries. So the depth is measured, not
+ * guessed: for sample queries, the exact top 10 from a search of every
+ * list, and how deep in the query's order of lists the farthest of them
+ * lies (idx_probe_need); the depth set covers 99% of the sample, plus a
+ * quarter (idx_probe_pick). The sample: the profiles of the last 1024
+ * queries (recorded by rank_recommend) once there are 256, else 256
  * profiles made of the vocabulary's skills (3 to 5 skills drawn by how many
  * jobs list them, their embeddings averaged). Due: at rank_open when the
  * lists exist (unless a snapshot brought the depth), after a training of
- * the lists (the job count doubled), and when 256 new queries came since
- * the last time, at most every 10 minutes (force: now). Costs a scan of
- * the index and a fetch of 100 vectors per sample query (~0.5 s at 100k
- * jobs, ~4 s at 1M), under the read lock: queries go on meanwhile. The
- * server's maintenance thread calls it. */
+ * the lists (the job count doubled), and when 1024 new queries came since
+ * the last time, at most every 10 minutes (force: now). Costs a search of
+ * every list and a fetch of 100 vectors per sample query (~1 s at 100k
+ * jobs, ~16 s at 1M for 1024 queries), under the read lock: queries go on
+ * meanwhile. The server's maintenance thread calls it. Measured on the
+ * benchmark's stores (BENCHMARKS.md): the default 16 lists gave the exact
+ * top 10 for 90% of real query profiles at 100k, 94% at 1M. */
 int rank_tune(rank_engine *e, int force, jm_err *err);
 
 /* ---------- snapshots ----------

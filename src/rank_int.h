@@ -141,7 +141,7 @@ struct rank_engine {
 /* The string arena's blocks (rank_str): SBLK_SIZE bytes, or one string
  * longer than that alone; zero-filled past the strings (snapshots). */
 /* query profiles kept for rank_tune */
-#define RANK_QRING 256
+#define RANK_QRING 1024
 #define SBLK_SIZE 65536
 #define SBLK_MAX 65535
 

@@ -793,7 +793,7 @@ static int fetch_db(void *ctx, const uint32_t *slots, int n, float *vecs, jm_err
 
 /* The index's probe depth (rank_tune): lists from 1,000 jobs on (ivf_min),
  * calibrated at rank_open on profiles made of the skills, again on the
- * recorded profiles once 256 queries came, then not until it is due. With
+ * recorded profiles once RANK_QRING queries came, then not until it is due. With
  * the depth set, the index's top 10 equal those of a search of every list
  * for the recorded profiles. */
 static void tune_part(db *d, const char *tag)
@@ -819,7 +819,7 @@ static void tune_part(db *d, const char *tag)
         for (int k = 0; k < 4; k++)
             qs[i][k] = pool[group_skill(i % TUNE_GROUPS, (int)(ur() * TUNE_GROUP))];
     int errs = 0;
-    for (int i = 0; i < 300; i++) {
+    for (int i = 0; i < RANK_QRING + 20; i++) {
         rank_query q = {qs[i % 40], 2 + i % 3, 10, 0, {0}};
         rank_filters_init(&q.filters);
         rank_response r;
@@ -827,7 +827,7 @@ static void tune_part(db *d, const char *tag)
         rank_response_free(&r);
     }
     CHECK(errs == 0, "%s: %d failed queries: %s", tag, errs, err.msg);
-    CHECK(rank_tune(e, 0, &err) == 1, "%s: due after 300 queries: %s", tag, err.msg);
+    CHECK(rank_tune(e, 0, &err) == 1, "%s: due after %d queries: %s", tag, RANK_QRING + 20, err.msg);
     rank_get_info(e, &in);
     CHECK(!strcmp(in.probe_from, "queries") && in.index_probe >= 1, "%s: after queries: %d probed, from %s", tag,
           in.index_probe, in.probe_from);
