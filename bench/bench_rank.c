@@ -512,7 +512,7 @@ int main(int argc, char **argv)
         if (pass == 0 && Q >= 256 && !warm) {
             /* the probe depth measured again, on these queries' profiles */
             double tt = jm_now();
-            int tr = rank_tune(e, 1, &err);
+            int tr = rank_tune(e, 1, NULL, &err);
             rank_info ti;
             rank_get_info(e, &ti);
             if (tr < 0)

@@ -738,7 +738,7 @@ static int loader_build(loader *L, int *applied, jm_err *err)
 
 /* Scan every job into the engine, the scan on a second thread; on one
  * thread if that cannot start. *applied counts jobs put. */
-static int tune_probe(rank_engine *e, int use_queries, jm_err *err);
+static int tune_probe(rank_engine *e, int use_queries, const atomic_int *stop, jm_err *err);
 
 static int load_jobs(rank_engine *e, int *applied, jm_err *err)
 {
@@ -1250,7 +1250,7 @@ int rank_open(db *d, const bert_model *model, const rank_opts *opts, rank_engine
     e->last_refresh = e->last_skills_check = jm_now();
     if (e->ix && idx_nlist(e->ix) > 0) {
         double t3 = jm_now();
-        rc = tune_probe(e, 0, err);
+        rc = tune_probe(e, 0, NULL, err);
         if (rc) {
             rank_close(e);
             return rc;
@@ -2608,7 +2608,13 @@ static int fetch_exact(void *ctx, const uint32_t *slots, int n, float *vecs, jm_
 
 /* TUNE_MIN_SAMPLE: recorded profiles needed to calibrate on them (else
  * skill profiles); TUNE_MIN_QUERIES: new ones that make it due again */
-enum { TUNE_SKILL_QUERIES = 256, TUNE_MIN_SAMPLE = 256, TUNE_MIN_QUERIES = RANK_QRING, TUNE_EVERY_SECS = 600 };
+enum {
+    TUNE_SKILL_QUERIES = 256,
+    TUNE_MIN_SAMPLE = 256,
+    TUNE_MIN_QUERIES = RANK_QRING,
+    TUNE_EVERY_SECS = 600,
+    TUNE_BATCH = 32
+};
 #define TUNE_SHARE 0.99 /* of the sample covered, before idx_probe_pick's quarter more */
 
 /* n profiles made of the vocabulary: each the mean of 3 to 5 skill
@@ -2663,8 +2669,12 @@ static int skill_queries(const rank_engine *e, float *out, int n)
 }
 
 /* Calibrates now; use_queries: on the recorded profiles (caller checked
- * there are enough). Takes the read lock, then the write lock to set. */
-static int tune_probe(rank_engine *e, int use_queries, jm_err *err)
+ * there are enough). The needs are measured TUNE_BATCH queries at a time,
+ * each batch under the read lock, so that a refresh waiting for the write
+ * lock waits for one batch (~0.5 s at 1M), not the whole sample; *stop
+ * (optional) set ends it early, changing nothing. A training between
+ * batches (the list count changes) makes the sample moot: it ends too. */
+static int tune_probe(rank_engine *e, int use_queries, const atomic_int *stop, jm_err *err)
 {
     int n = use_queries ? RANK_QRING : TUNE_SKILL_QUERIES, D = e->dim, rc = JM_OK;
     float *qs = malloc(sizeof(float) * (size_t)n * D);
@@ -2685,21 +2695,31 @@ static int tune_probe(rank_engine *e, int use_queries, jm_err *err)
     } else {
         n = skill_queries(e, qs, n);
     }
-    int nlist = idx_nlist(e->ix), pick = 0;
-    if (n > 0 && nlist > 0) {
-        fetch_ctx fc = {e};
-        rc = idx_probe_need(e->ix, qs, n, 10, 0, fetch_exact, &fc, need, err);
-        pick = idx_probe_pick(need, n, TUNE_SHARE);
-    }
+    int nlist = idx_nlist(e->ix), done = 0;
     pthread_rwlock_unlock(&e->lock);
-    if (rc == JM_OK && pick > 0) {
+    fetch_ctx fc = {e};
+    while (rc == JM_OK && done < n && nlist > 0) {
+        if (stop && atomic_load(stop))
+            break;
+        int m = n - done < TUNE_BATCH ? n - done : TUNE_BATCH;
+        pthread_rwlock_rdlock(&e->lock);
+        if (idx_nlist(e->ix) == nlist)
+            rc = idx_probe_need(e->ix, qs + (size_t)done * D, m, 10, 0, fetch_exact, &fc, need + done, err);
+        else
+            nlist = -1;
+        pthread_rwlock_unlock(&e->lock);
+        done += m;
+    }
+    if (rc == JM_OK && done == n && n > 0 && nlist > 0) {
+        int pick = idx_probe_pick(need, n, TUNE_SHARE);
         pthread_rwlock_wrlock(&e->lock);
-        if (idx_nlist(e->ix) == nlist) /* else a training came between: later */
+        if (idx_nlist(e->ix) == nlist) { /* else a training came meanwhile: due again */
             idx_set_probe(e->ix, pick, IDX_FILTER_EXP, NULL);
-        e->tuned_nlist = nlist;
-        e->tuned_at = jm_now();
-        e->tuned_q = use_queries ? seen : e->tuned_q;
-        e->tuned_on = use_queries ? "queries" : "skills";
+            e->tuned_nlist = nlist;
+            e->tuned_at = jm_now();
+            e->tuned_q = use_queries ? seen : e->tuned_q;
+            e->tuned_on = use_queries ? "queries" : "skills";
+        }
         pthread_rwlock_unlock(&e->lock);
     }
     free(qs);
@@ -2707,13 +2727,13 @@ static int tune_probe(rank_engine *e, int use_queries, jm_err *err)
     return rc;
 }
 
-int rank_tune(rank_engine *e, int force, jm_err *err)
+int rank_tune(rank_engine *e, int force, const atomic_int *stop, jm_err *err)
 {
     if (!e->ix)
         return 0;
     pthread_rwlock_rdlock(&e->lock);
-    int nlist = idx_nlist(e->ix), retrain = nlist != e->tuned_nlist;
-    double since = jm_now() - e->tuned_at;
+    int nlist = idx_nlist(e->ix), retrain = nlist != e->tuned_nlist, probe0 = idx_probe(e->ix);
+    double since = jm_now() - e->tuned_at, at0 = e->tuned_at;
     int64_t fresh = e->tuned_q;
     pthread_rwlock_unlock(&e->lock);
     pthread_mutex_lock(&e->qlock);
@@ -2726,8 +2746,13 @@ int rank_tune(rank_engine *e, int force, jm_err *err)
               (recorded - fresh >= TUNE_MIN_QUERIES && (fresh == 0 || since >= TUNE_EVERY_SECS));
     if (!due)
         return 0;
-    int rc = tune_probe(e, queries, err);
-    return rc ? rc : 1;
+    int rc = tune_probe(e, queries, stop, err);
+    if (rc)
+        return rc;
+    pthread_rwlock_rdlock(&e->lock);
+    int did = e->tuned_at != at0 || idx_probe(e->ix) != probe0;
+    pthread_rwlock_unlock(&e->lock);
+    return did;
 }
 
 /* Stream mode: the semantic score of every allowed job, scanned from the

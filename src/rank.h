@@ -42,6 +42,7 @@
 #ifndef JM_RANK_H
 #define JM_RANK_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "bert.h"
@@ -147,11 +148,13 @@ void rank_get_info(rank_engine *e, rank_info *out);
  * the lists (the job count doubled), and when 1024 new queries came since
  * the last time, at most every 10 minutes (force: now). Costs a search of
  * every list and a fetch of 100 vectors per sample query (~1 s at 100k
- * jobs, ~16 s at 1M for 1024 queries), under the read lock: queries go on
- * meanwhile. The server's maintenance thread calls it. Measured on the
+ * jobs, ~16 s at 1M for 1024 queries), under the read lock 32 queries at
+ * a time: queries go on meanwhile, and a refresh waits for one batch at
+ * most. *stop (optional) set ends it early without a change. The server
+ * calls it on a thread of its own. Measured on the
  * benchmark's stores (BENCHMARKS.md): the default 16 lists gave the exact
  * top 10 for 90% of real query profiles at 100k, 94% at 1M. */
-int rank_tune(rank_engine *e, int force, jm_err *err);
+int rank_tune(rank_engine *e, int force, const atomic_int *stop, jm_err *err);
 
 /* ---------- snapshots ----------
  *

@@ -362,21 +362,41 @@ static void *maintenance(void *arg)
                 fprintf(stderr, "serve: refresh %.1f ms, %d jobs applied\n", (jm_now() - t) * 1e3, applied);
             last_refresh = jm_now();
         }
-        if (up) {
-            /* the index's probe depth, measured again when due (rank_tune) */
-            jm_err err = {0};
-            int tr = rank_tune(s->eng, 0, &err);
-            if (tr < 0 && s->cfg.log)
-                fprintf(s->cfg.log, "jobmatch: calibrating the index failed: %s\n", err.msg);
-            if (tr > 0 && s->cfg.log) {
-                rank_info in;
-                rank_get_info(s->eng, &in);
-                fprintf(s->cfg.log, "jobmatch: index calibrated on %s: %d of %d lists probed\n", in.probe_from,
-                        in.index_probe, in.index_lists);
-                fflush(s->cfg.log);
-            }
+        if (up)
             snapshot_maybe(s, 0);
+        pthread_mutex_lock(&s->mlock);
+    }
+    pthread_mutex_unlock(&s->mlock);
+    return NULL;
+}
+
+/* The vector index's probe depth, measured again when due (rank_tune: at
+ * 1M jobs a calibration takes ~16 s, so not on the maintenance thread,
+ * whose refreshes must keep their interval). */
+static void *tuner(void *arg)
+{
+    srv *s = arg;
+    pthread_mutex_lock(&s->mlock);
+    while (!atomic_load(&s->stopping)) {
+        struct timespec dl;
+        clock_gettime(CLOCK_REALTIME, &dl);
+        dl.tv_sec += 1;
+        pthread_cond_timedwait(&s->mcond, &s->mlock, &dl);
+        if (atomic_load(&s->stopping))
+            break;
+        pthread_mutex_unlock(&s->mlock);
+        jm_err err = {0};
+        int tr = atomic_load(&s->db_up) ? rank_tune(s->eng, 0, &s->stopping, &err) : 0;
+        if (tr < 0 && s->cfg.log)
+            fprintf(s->cfg.log, "jobmatch: calibrating the vector index failed: %s\n", err.msg);
+        if (tr > 0 && s->cfg.log) {
+            rank_info in;
+            rank_get_info(s->eng, &in);
+            fprintf(s->cfg.log, "jobmatch: vector index calibrated on %s: %d of %d lists probed\n", in.probe_from,
+                    in.index_probe, in.index_lists);
         }
+        if (tr && s->cfg.log)
+            fflush(s->cfg.log);
         pthread_mutex_lock(&s->mlock);
     }
     pthread_mutex_unlock(&s->mlock);
@@ -830,6 +850,8 @@ static void srv_free(srv *s)
         pthread_cond_broadcast(&s->mcond);
         pthread_mutex_unlock(&s->mlock);
         pthread_join(s->maint, NULL);
+        if (s->tuner_started)
+            pthread_join(s->tune, NULL);
         if (atomic_load(&s->db_up))
             snapshot_maybe(s, 1);
     }
@@ -956,6 +978,7 @@ int srv_start(const srv_config *cfg, srv **out, jm_err *err)
         goto fail;
     }
     s->maint_started = 1;
+    s->tuner_started = pthread_create(&s->tune, NULL, tuner, s) == 0; /* without it: the depth stays */
     if (cfg->log) {
         rank_info in;
         rank_get_info(s->eng, &in);

@@ -68,6 +68,8 @@ struct srv {
     unsigned long id_salt;
     pthread_t maint;
     int maint_started;
+    pthread_t tune;            /* rank_tune, when due (server.c, tuner) */
+    int tuner_started;
     pthread_mutex_t mlock;   /* maintenance sleep, metrics */
     pthread_cond_t mcond;
 

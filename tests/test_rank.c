@@ -812,7 +812,7 @@ static void tune_part(db *d, const char *tag)
     rank_get_info(e, &in);
     CHECK(in.index_lists > 40 && in.index_probe >= 1 && !strcmp(in.probe_from, "skills"),
           "%s: at open: %d lists, %d probed, from %s", tag, in.index_lists, in.index_probe, in.probe_from);
-    CHECK(rank_tune(e, 0, &err) == 0, "%s: not due right after open", tag);
+    CHECK(rank_tune(e, 0, NULL, &err) == 0, "%s: not due right after open", tag);
     int at_open = in.index_probe;
     const char *qs[40][4]; /* 2-4 skills of one group */
     for (int i = 0; i < 40; i++)
@@ -827,11 +827,11 @@ static void tune_part(db *d, const char *tag)
         rank_response_free(&r);
     }
     CHECK(errs == 0, "%s: %d failed queries: %s", tag, errs, err.msg);
-    CHECK(rank_tune(e, 0, &err) == 1, "%s: due after %d queries: %s", tag, RANK_QRING + 20, err.msg);
+    CHECK(rank_tune(e, 0, NULL, &err) == 1, "%s: due after %d queries: %s", tag, RANK_QRING + 20, err.msg);
     rank_get_info(e, &in);
     CHECK(!strcmp(in.probe_from, "queries") && in.index_probe >= 1, "%s: after queries: %d probed, from %s", tag,
           in.index_probe, in.probe_from);
-    CHECK(rank_tune(e, 0, &err) == 0 && rank_tune(e, 1, &err) == 1, "%s: not due again; forced", tag);
+    CHECK(rank_tune(e, 0, NULL, &err) == 0 && rank_tune(e, 1, NULL, &err) == 1, "%s: not due again; forced", tag);
     /* the recorded profiles at the depth set, against every list */
     int same = 0, nq = 0, probe = in.index_probe;
     for (int i = 0; i < RANK_QRING; i++, nq++) {
