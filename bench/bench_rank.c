@@ -22,7 +22,17 @@
  * also times Q2 queries in stream mode (cold).
  *
  * --snapshot FILE loads the engine from that snapshot (rank.h) when it fits,
- * else scans and writes it: run twice to time both loads.
+ * else scans and writes it: run twice to time both loads. With 256 queries
+ * or more, the vector index is calibrated again on their profiles after the
+ * cold pass (rank_tune; the depth printed) and the snapshot rewritten, so
+ * the next run starts with that depth.
+ *
+ * --recall Q3 (after the cold pass) measures the index itself on Q3 other
+ * queries' profiles: their top 10 by idx_search_exact at several probe
+ * depths and at the calibrated one, against a brute force over every
+ * float32 vector of the store (one scan); and how many lists each query
+ * needs (idx_probe_need). Its buffers add to the RSS figures printed after
+ * it.
  *
  * A 1,000,000-job store takes a while to generate (~2 GB of SQLite for 1M):
  * make it once, e.g. `--db build/bench-1m.db --jobs 1000000 --queries 5`, and
