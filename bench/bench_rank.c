@@ -272,19 +272,6 @@ static int on_brute(void *ctx, const db_row *r)
     return 0;
 }
 
-static int fetch_store(void *ctx, const uint32_t *slots, int n, float *vecs, jm_err *err)
-{
-    rank_engine *e = ctx;
-    const char **ids = malloc(sizeof(char *) * (size_t)n);
-    int *found = malloc(sizeof(int) * (size_t)n);
-    for (int i = 0; i < n; i++)
-        ids[i] = rank_str(e, e->jobs[slots[i]].id);
-    int rc = db_get_embeddings(e->d, e->model_id, ids, n, vecs, e->dim, found, err);
-    free(ids);
-    free(found);
-    return rc;
-}
-
 static int cmpi(const void *a, const void *b)
 {
     int x = *(const int *)a, y = *(const int *)b;
@@ -340,7 +327,7 @@ static void recall(rank_engine *e, db *d, bert_pool *pool, const occs *oc, int n
         for (int qi = 0; qi < nq; qi++) {
             idx_hit h[10];
             int n = 0;
-            idx_search_exact(e->ix, qv + (size_t)qi * dim, 10, 0, NULL, fetch_store, e, h, &n, &err);
+            idx_search_exact(e->ix, qv + (size_t)qi * dim, 10, 0, NULL, rank_fetch_exact, e, h, &n, &err);
             int same = n == 10;
             for (int k = 0; same && k < 10; k++)
                 same = fabsf(h[k].score - b.best[qi * 10 + k]) <= 1e-6f;
@@ -351,7 +338,7 @@ static void recall(rank_engine *e, db *d, bert_pool *pool, const occs *oc, int n
     }
     idx_set_probe(e->ix, cal, IDX_FILTER_EXP, &err);
     int *need = malloc(sizeof(int) * (size_t)nq);
-    if (idx_probe_need(e->ix, qv, nq, 10, 0, fetch_store, e, need, &err) == 0) {
+    if (idx_probe_need(e->ix, qv, nq, 10, 0, rank_fetch_exact, e, need, &err) == 0) {
         qsort(need, (size_t)nq, sizeof(int), cmpi);
         printf("  lists each query needs: p50 %d, p90 %d, p99 %d, max %d\n", need[nq / 2], need[nq * 9 / 10],
                need[nq * 99 / 100], need[nq - 1]);

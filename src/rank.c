@@ -739,6 +739,7 @@ static int loader_build(loader *L, int *applied, jm_err *err)
 /* Scan every job into the engine, the scan on a second thread; on one
  * thread if that cannot start. *applied counts jobs put. */
 static int tune_probe(rank_engine *e, int use_queries, const atomic_int *stop, jm_err *err);
+static int fetch_exact(void *ctx, const uint32_t *slots, int n, float *vecs, jm_err *err);
 
 static int load_jobs(rank_engine *e, int *applied, jm_err *err)
 {
@@ -2582,6 +2583,12 @@ static void pm_free(posmap *m)
 typedef struct fetch_ctx {
     rank_engine *e;
 } fetch_ctx;
+
+int rank_fetch_exact(void *e, const uint32_t *slots, int n, float *vecs, jm_err *err)
+{
+    fetch_ctx f = {e};
+    return fetch_exact(&f, slots, n, vecs, err);
+}
 
 /* Exact vectors of index slots, from the database (for idx_search_exact). */
 static int fetch_exact(void *ctx, const uint32_t *slots, int n, float *vecs, jm_err *err)

@@ -140,6 +140,10 @@ struct rank_engine {
 
 /* The string arena's blocks (rank_str): SBLK_SIZE bytes, or one string
  * longer than that alone; zero-filled past the strings (snapshots). */
+/* The exact float32 vectors of index slots, read from the store (an
+ * idx_fetch_fn: ctx is the engine; the caller holds the read lock). */
+int rank_fetch_exact(void *e, const uint32_t *slots, int n, float *vecs, jm_err *err);
+
 /* query profiles kept for rank_tune */
 #define RANK_QRING 1024
 #define SBLK_SIZE 65536

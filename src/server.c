@@ -337,10 +337,10 @@ static void snapshot_maybe(srv *s, int force)
     }
 }
 
-static void *maintenance(void *arg)
+/* Calls fn(s, ctx) about once a second, without mlock held, until the
+ * server stops (srv_free wakes it at once). */
+static void every_second(srv *s, void (*fn)(srv *s, void *ctx), void *ctx)
 {
-    srv *s = arg;
-    double last_refresh = jm_now();
     pthread_mutex_lock(&s->mlock);
     while (!atomic_load(&s->stopping)) {
         struct timespec dl;
@@ -350,56 +350,63 @@ static void *maintenance(void *arg)
         if (atomic_load(&s->stopping))
             break;
         pthread_mutex_unlock(&s->mlock);
-        int up = check_db(s);
-        double rs = s->cfg.rank.refresh_secs;
-        if (up && rs >= 0 && jm_now() - last_refresh >= rs) {
-            jm_err err = {0};
-            double t = jm_now();
-            int applied = 0;
-            if (rank_refresh(s->eng, &applied, &err) && s->cfg.log)
-                fprintf(s->cfg.log, "jobmatch: refresh failed: %s\n", err.msg);
-            if (getenv("JOBMATCH_TRACE"))
-                fprintf(stderr, "serve: refresh %.1f ms, %d jobs applied\n", (jm_now() - t) * 1e3, applied);
-            last_refresh = jm_now();
-        }
-        if (up)
-            snapshot_maybe(s, 0);
+        fn(s, ctx);
         pthread_mutex_lock(&s->mlock);
     }
     pthread_mutex_unlock(&s->mlock);
+}
+
+/* The database's health, the engine's refresh every refresh_secs, the
+ * snapshot when due. */
+static void maintain(srv *s, void *ctx)
+{
+    double *last_refresh = ctx;
+    int up = check_db(s);
+    double rs = s->cfg.rank.refresh_secs;
+    if (up && rs >= 0 && jm_now() - *last_refresh >= rs) {
+        jm_err err = {0};
+        double t = jm_now();
+        int applied = 0;
+        if (rank_refresh(s->eng, &applied, &err) && s->cfg.log)
+            fprintf(s->cfg.log, "jobmatch: refresh failed: %s\n", err.msg);
+        if (getenv("JOBMATCH_TRACE"))
+            fprintf(stderr, "serve: refresh %.1f ms, %d jobs applied\n", (jm_now() - t) * 1e3, applied);
+        *last_refresh = jm_now();
+    }
+    if (up)
+        snapshot_maybe(s, 0);
+}
+
+static void *maintenance(void *arg)
+{
+    double last_refresh = jm_now();
+    every_second(arg, maintain, &last_refresh);
     return NULL;
 }
 
 /* The vector index's probe depth, measured again when due (rank_tune: at
  * 1M jobs a calibration takes ~16 s, so not on the maintenance thread,
  * whose refreshes must keep their interval). */
+static void tune_index(srv *s, void *ctx)
+{
+    (void)ctx;
+    jm_err err = {0};
+    int tr = atomic_load(&s->db_up) ? rank_tune(s->eng, 0, &s->stopping, &err) : 0;
+    if (tr < 0 && s->cfg.log)
+        fprintf(s->cfg.log, "jobmatch: calibrating the vector index failed: %s\n", err.msg);
+    if (tr > 0 && s->cfg.log) {
+        rank_info in;
+        rank_get_info(s->eng, &in);
+        fprintf(s->cfg.log, "jobmatch: vector index calibrated on %s: %d of %d lists probed\n", in.probe_from,
+                in.index_probe, in.index_lists);
+    }
+    if (tr && s->cfg.log)
+        fflush(s->cfg.log);
+}
+
 static void *tuner(void *arg)
 {
-    srv *s = arg;
-    pthread_mutex_lock(&s->mlock);
-    while (!atomic_load(&s->stopping)) {
-        struct timespec dl;
-        clock_gettime(CLOCK_REALTIME, &dl);
-        dl.tv_sec += 1;
-        pthread_cond_timedwait(&s->mcond, &s->mlock, &dl);
-        if (atomic_load(&s->stopping))
-            break;
-        pthread_mutex_unlock(&s->mlock);
-        jm_err err = {0};
-        int tr = atomic_load(&s->db_up) ? rank_tune(s->eng, 0, &s->stopping, &err) : 0;
-        if (tr < 0 && s->cfg.log)
-            fprintf(s->cfg.log, "jobmatch: calibrating the vector index failed: %s\n", err.msg);
-        if (tr > 0 && s->cfg.log) {
-            rank_info in;
-            rank_get_info(s->eng, &in);
-            fprintf(s->cfg.log, "jobmatch: vector index calibrated on %s: %d of %d lists probed\n", in.probe_from,
-                    in.index_probe, in.index_lists);
-        }
-        if (tr && s->cfg.log)
-            fflush(s->cfg.log);
-        pthread_mutex_lock(&s->mlock);
-    }
-    pthread_mutex_unlock(&s->mlock);
+    every_second(arg, tune_index, NULL);
     return NULL;
 }
 

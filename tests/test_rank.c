@@ -778,19 +778,6 @@ static void equivalence_suite(const char *url, const char *tag)
     db_close(d);
 }
 
-static int fetch_db(void *ctx, const uint32_t *slots, int n, float *vecs, jm_err *err)
-{
-    rank_engine *e = ctx;
-    const char **ids = malloc(sizeof(char *) * (size_t)n);
-    int *found = malloc(sizeof(int) * (size_t)n);
-    for (int i = 0; i < n; i++)
-        ids[i] = rank_str(e, e->jobs[slots[i]].id);
-    int rc = db_get_embeddings(e->d, e->model_id, ids, n, vecs, e->dim, found, err);
-    free(ids);
-    free(found);
-    return rc;
-}
-
 /* The index's probe depth (rank_tune): lists from 1,000 jobs on (ivf_min),
  * calibrated at rank_open on profiles made of the skills, again on the
  * recorded profiles once RANK_QRING queries came, then not until it is due. With
@@ -839,9 +826,9 @@ static void tune_part(db *d, const char *tag)
         idx_hit a[10], b[10];
         int na = 0, nb = 0;
         idx_set_probe(e->ix, probe, IDX_FILTER_EXP, &err);
-        idx_search_exact(e->ix, qv, 10, 0, NULL, fetch_db, e, a, &na, &err);
+        idx_search_exact(e->ix, qv, 10, 0, NULL, rank_fetch_exact, e, a, &na, &err);
         idx_set_probe(e->ix, in.index_lists, IDX_FILTER_EXP, &err);
-        idx_search_exact(e->ix, qv, 10, 0, NULL, fetch_db, e, b, &nb, &err);
+        idx_search_exact(e->ix, qv, 10, 0, NULL, rank_fetch_exact, e, b, &nb, &err);
         int ok = na == 10 && nb == 10;
         for (int k = 0; ok && k < 10; k++)
             ok = fabsf(a[k].score - b[k].score) < 1e-6f;
