@@ -1250,15 +1250,14 @@ int rank_open(db *d, const bert_model *model, const rank_opts *opts, rank_engine
     e->rev = now;
     e->last_refresh = e->last_skills_check = jm_now();
     if (e->ix && idx_nlist(e->ix) > 0) {
+        /* a calibration that fails (the database away meanwhile) leaves the
+         * default depth; rank_tune tries again later */
         double t3 = jm_now();
-        rc = tune_probe(e, 0, NULL, err);
-        if (rc) {
-            rank_close(e);
-            return rc;
-        }
+        jm_err terr = {0};
+        int trc = tune_probe(e, 0, NULL, &terr);
         if (getenv("JOBMATCH_TRACE"))
-            fprintf(stderr, "rank: load: probe depth %d of %d lists (%s), %.3f s\n", idx_probe(e->ix),
-                    idx_nlist(e->ix), e->tuned_on, jm_now() - t3);
+            fprintf(stderr, "rank: load: probe depth %d of %d lists (%s), %.3f s%s%s\n", idx_probe(e->ix),
+                    idx_nlist(e->ix), e->tuned_on, jm_now() - t3, trc ? ": " : "", trc ? terr.msg : "");
     }
     e->load_secs = jm_now() - t0;
     *out = e;
@@ -2716,6 +2715,13 @@ static int tune_probe(rank_engine *e, int use_queries, const atomic_int *stop, j
             nlist = -1;
         pthread_rwlock_unlock(&e->lock);
         done += m;
+    }
+    if (rc) { /* not again before it is due by time or by queries */
+        pthread_rwlock_wrlock(&e->lock);
+        e->tuned_nlist = idx_nlist(e->ix);
+        e->tuned_at = jm_now();
+        e->tuned_q = seen ? seen : e->tuned_q;
+        pthread_rwlock_unlock(&e->lock);
     }
     if (rc == JM_OK && done == n && n > 0 && nlist > 0) {
         int pick = idx_probe_pick(need, n, TUNE_SHARE);

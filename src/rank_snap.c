@@ -32,7 +32,9 @@
 #include "rank_int.h"
 
 #define SNAP_MAGIC "JMSNAP\r\n"
-#define SNAP_VERSION 1
+/* 2: the index's probe depth in it is calibrated (rank_tune); a version-1
+ * file holds the fixed default, so it is scanned again once */
+#define SNAP_VERSION 2
 #define SNAP_ENDIAN 0x01020304u
 
 typedef struct snap_head {
