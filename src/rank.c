@@ -1458,7 +1458,7 @@ void rank_get_info(rank_engine *e, rank_info *out)
     out->snapshot_why = e->snap_why;
     out->snapshot_rev = e->snap_rev;
     out->index_lists = e->ix ? idx_nlist(e->ix) : 0;
-    out->index_probe = e->ix ? idx_probe(e->ix) : 0;
+    out->index_probe = e->ix && idx_nlist(e->ix) ? idx_probe(e->ix) : 0;
     out->probe_from = e->tuned_on;
     pthread_rwlock_unlock(&e->lock);
 }

@@ -125,7 +125,7 @@ typedef struct rank_info {
     int64_t snapshot_rev;  /* change-log position of the last snapshot loaded
                             * or saved (0: none) */
     int index_lists;       /* the vector index's inverted lists (0: none yet) */
-    int index_probe;       /* lists a search probes (see rank_tune) */
+    int index_probe;       /* lists a search probes (see rank_tune); 0 without lists */
     const char *probe_from; /* what set it: "default", "skills" (queries made
                             * of the vocabulary's skills), "queries" (the
                             * profiles of recent queries), "snapshot" */
