@@ -147,13 +147,13 @@ void rank_get_info(rank_engine *e, rank_info *out);
  * lists exist (unless a snapshot brought the depth), after a training of
  * the lists (the job count doubled), and when 1024 new queries came since
  * the last time, at most every 10 minutes (force: now). Costs a search of
- * every list and a fetch of 100 vectors per sample query (~1 s at 100k
- * jobs, ~16 s at 1M for 1024 queries), under the read lock 32 queries at
- * a time: queries go on meanwhile, and a refresh waits for one batch at
- * most. *stop (optional) set ends it early without a change. The server
- * calls it on a thread of its own. Measured on the
- * benchmark's stores (BENCHMARKS.md): the default 16 lists gave the exact
- * top 10 for 90% of real query profiles at 100k, 94% at 1M. */
+ * every list and a fetch of 100 vectors per sample query (1,000 queries:
+ * ~2.7 s at 100k jobs, ~18 s at 1M; the 256 at rank_open: 0.7 s / 4.5 s),
+ * under the read lock 32 queries at a time: queries go on meanwhile, and a
+ * refresh waits for one batch at most. *stop (optional) set ends it early
+ * without a change. The server calls it on a thread of its own. Measured
+ * on the benchmark's stores (BENCHMARKS.md): the default 16 lists gave the
+ * exact top 10 for 90% of real query profiles at 100k, 94% at 1M. */
 int rank_tune(rank_engine *e, int force, const atomic_int *stop, jm_err *err);
 
 /* ---------- snapshots ----------
