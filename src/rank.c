@@ -2924,7 +2924,9 @@ int rank_recommend(rank_engine *e, bert_pool *pool, const rank_query *q, rank_re
                 rc = jm_fail(err, JM_ENOMEM, "out of memory");
                 goto out;
             }
-            rc = idx_search(e->ix, p.profile, C, allow, ih, &nh, err);
+            /* no filter: the index's own unfiltered search, the one its
+             * depth was calibrated for (and no bitmap test per row) */
+            rc = idx_search(e->ix, p.profile, C, considered == e->live ? NULL : allow, ih, &nh, err);
             if (rc) {
                 free(ih);
                 goto out;
