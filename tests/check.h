@@ -4,6 +4,7 @@
 #ifndef JM_CHECK_H
 #define JM_CHECK_H
 #include <stdio.h>
+#include <unistd.h>
 
 static int check_pass_, check_fail_;
 
@@ -18,6 +19,17 @@ static int check_pass_, check_fail_;
             fputc('\n', stderr);                                           \
         }                                                                  \
     } while (0)
+
+/* Removes a SQLite test database and its -wal and -shm files. */
+static inline void check_rm_sqlite(const char *path)
+{
+    char w[4096];
+    unlink(path);
+    snprintf(w, sizeof w, "%s-wal", path);
+    unlink(w);
+    snprintf(w, sizeof w, "%s-shm", path);
+    unlink(w);
+}
 
 #define CHECK_DONE(name)                                                         \
     (printf("%s: %d passed, %d failed\n", (name), check_pass_, check_fail_),    \

@@ -866,12 +866,7 @@ static void test_sqlite(void)
         CHECK(rc == JM_OK && st.changed == 0, "imp_onet again: changed %lld", (long long)st.changed);
     }
     db_close(d);
-    char side[160];
-    unlink(dbpath);
-    snprintf(side, sizeof side, "%s-wal", dbpath);
-    unlink(side);
-    snprintf(side, sizeof side, "%s-shm", dbpath);
-    unlink(side);
+    check_rm_sqlite(dbpath);
 }
 
 int main(void)

@@ -1176,16 +1176,6 @@ static void copy_file(const char *src, const char *dst, long keep, long flip)
         fclose(b);
 }
 
-static void rm_db(const char *path)
-{
-    char w[128];
-    unlink(path);
-    snprintf(w, sizeof w, "%s-wal", path);
-    unlink(w);
-    snprintf(w, sizeof w, "%s-shm", path);
-    unlink(w);
-}
-
 static void snapshot_suite(const char *url, const char *tag, rank_index_mode mode)
 {
     jm_err err = {0};
@@ -1326,7 +1316,7 @@ static void snapshot_suite(const char *url, const char *tag, rank_index_mode mod
         rank_close(e);
         db_close(d2);
     }
-    rm_db(path2);
+    check_rm_sqlite(path2);
     /* the text template changed: the stored vectors are stale */
     CHECK(db_set_template(d, "{title}. Skills: {skill_names}", &err) == 0, "%s: template: %s", tag, err.msg);
     rank_close(open_snap(d, &o, path, 0, "template", tag, "new template"));
@@ -1359,21 +1349,21 @@ int main(void)
         close(fd);
     unlink(path2);
     equivalence_suite(path2, "sqlite");
-    rm_db(path2);
+    check_rm_sqlite(path2);
     snapshot_suite(path2, "sqlite snapshot (stream)", RANK_INDEX_STREAM);
-    rm_db(path2);
+    check_rm_sqlite(path2);
     snapshot_suite(path2, "sqlite snapshot", RANK_INDEX_MEMORY);
-    rm_db(path2);
+    check_rm_sqlite(path2);
     char path3[] = "/tmp/jm_test_rank_sp_XXXXXX";
     fd = mkstemp(path3);
     if (fd >= 0)
         close(fd);
     unlink(path3);
     skillpass_suite(path3, "sqlite 5000 jobs");
-    rm_db(path3);
+    check_rm_sqlite(path3);
     tune_suite(path3, "sqlite 4000 jobs, vectors from their skills");
-    rm_db(path3);
-    rm_db(path);
+    check_rm_sqlite(path3);
+    check_rm_sqlite(path);
     const char *pg = getenv("JM_TEST_PG_URL"), *pgdir = getenv("JM_PG_DIR");
     if (pg && *pg && pgdir && *pgdir) {
         /* a fresh database of our own on the test server (tests/pg.sh) */
