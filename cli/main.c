@@ -9,6 +9,7 @@
 #include "bert.h"
 #include "cli.h"
 #include "common.h"
+#include "db.h"
 #include "kernels.h"
 #include "tokenizer.h"
 
@@ -34,13 +35,10 @@ const char *cli_snapshot_path(const char *db_url, const char *opt, char *buf, si
         snprintf(buf, cap, "%s", p);
         return buf;
     }
-    if (!db_url || !strncmp(db_url, "postgres", 8) || !strcmp(db_url, ":memory:"))
+    const char *file = db_sqlite_path(db_url);
+    if (!file || !strcmp(file, ":memory:"))
         return NULL;
-    if (!strncmp(db_url, "sqlite:", 7))
-        db_url += 7;
-    else if (!strncmp(db_url, "file:", 5))
-        db_url += 5;
-    if ((size_t)snprintf(buf, cap, "%s.snapshot", db_url) >= cap)
+    if ((size_t)snprintf(buf, cap, "%s.snapshot", file) >= cap)
         return NULL;
     return buf;
 }

@@ -49,6 +49,17 @@ static int is_pg_url(const char *url)
            !strncmp(url, "postgresql:", 11);
 }
 
+const char *db_sqlite_path(const char *url)
+{
+    if (!url || is_pg_url(url))
+        return NULL;
+    if (!strncmp(url, "sqlite:", 7))
+        return url + 7;
+    if (!strncmp(url, "file:", 5))
+        return url + 5;
+    return url;
+}
+
 int db_open(const char *url, db **out, jm_err *err)
 {
     *out = NULL;
@@ -63,11 +74,7 @@ int db_open(const char *url, db **out, jm_err *err)
         d->kind = "postgresql";
         rc = db_pg_open(d, url, err);
     } else {
-        const char *path = url;
-        if (!strncmp(path, "sqlite:", 7))
-            path += 7;
-        else if (!strncmp(path, "file:", 5))
-            path += 5;
+        const char *path = db_sqlite_path(url);
         snprintf(d->display_url, sizeof d->display_url, "%s", path);
         d->kind = "sqlite";
         rc = db_sqlite_open(d, path, err);

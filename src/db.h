@@ -76,6 +76,9 @@ void db_job_clear(db_job *j);  /* frees every field (accepts a zeroed job) */
 /* Open (creating an SQLite file if needed) and migrate to DB_SCHEMA_VERSION.
  * On success *out is owned by the caller (db_close). */
 int db_open(const char *url, db **out, jm_err *err);
+/* The SQLite file a URL names (the URL itself, or what follows "sqlite:"
+ * or "file:"); NULL for a PostgreSQL URL or NULL. Points into url. */
+const char *db_sqlite_path(const char *url);
 void db_close(db *d); /* accepts NULL */
 
 const char *db_kind(const db *d);        /* "sqlite" or "postgresql" */
