@@ -77,4 +77,14 @@ int jm_bin_close(jm_bin *b, jm_err *err);
 /* The checksum function itself: h folded with n bytes at p. */
 uint64_t jm_hash64(uint64_t h, const void *p, size_t n);
 
+/* splitmix64: the next number of the sequence whose state is *s (seeded
+ * runs that must repeat: k-means samples, calibration queries). */
+static inline uint64_t jm_rng_next(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
 #endif

@@ -807,14 +807,6 @@ typedef struct sample {
     uint8_t *gen;
 } sample;
 
-static uint64_t rng_next(uint64_t *s) /* splitmix64 */
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
-
 /* Unit vector of sample row r into out[dim]; 0 if it is zero. */
 static int sample_unit(const idx *x, const sample *sm, uint32_t r, float *out)
 {
@@ -851,7 +843,7 @@ static int kmeans(const idx *x, const idx_kernel *kn, const sample *sm, const ui
     for (int t = 0; t < n; t++)
         perm[t] = (uint32_t)t;
     for (int j = 0; j < k; j++) {
-        int t = j + (int)(rng_next(rng) % (uint64_t)(n - j));
+        int t = j + (int)(jm_rng_next(rng) % (uint64_t)(n - j));
         uint32_t v = perm[t];
         perm[t] = perm[j];
         perm[j] = v;
@@ -896,7 +888,7 @@ static int kmeans(const idx *x, const idx_kernel *kn, const sample *sm, const ui
                 float inv = (float)(1 / sqrt(n2));
                 for (int d = 0; d < dim; d++)
                     f[d] = o[d] * inv;
-            } else if (!sample_unit(x, sm, mem[rng_next(rng) % (uint64_t)n], f)) {
+            } else if (!sample_unit(x, sm, mem[jm_rng_next(rng) % (uint64_t)n], f)) {
                 memset(f, 0, sizeof(float) * dim); /* empty: a random row */
             }
         }
@@ -1646,6 +1638,9 @@ static int search_approx(const idx *x, const float *query, int nheap, const uint
     if (check_query(x, query, err))
         return JM_EINVAL;
     size_t nallow = count_allowed(x, allow);
+    if (allow && nallow == x->count)
+        allow = NULL; /* allows every live row: the unfiltered search, the one
+                       * nprobe is calibrated for, without a bit test per row */
     if ((size_t)nheap > nallow)
         nheap = (int)nallow; /* also bounds the scratch for a huge k */
     int ivf = !every && x->nlist > 0 && x->ivf_min != SIZE_MAX && x->nprobe < x->nlist;

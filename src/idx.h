@@ -81,8 +81,9 @@
  *      depend on the lists only, never on where rows sit in memory).
  *   3. idx_search_exact re-scores the best `candidates` (default 100) with
  *      the exact float32 vectors, which the caller fetches (from the database).
- *   Filters (`allow`, passing a fraction f of the live vectors): rows not
- *   allowed are skipped before scoring. When 3 f N (a row read at a random
+ *   Filters (`allow`, passing a fraction f of the live vectors; one that
+ *   passes every live vector is the unfiltered search): rows not allowed
+ *   are skipped before scoring. When 3 f N (a row read at a random
  *   place costs ~3 read in a list) is below what the lists would read, the
  *   allowed slots are scored directly through the bitmaps (exact 4-bit
  *   scores of all of them: f <= ~2% at 1M); otherwise the probing goes on

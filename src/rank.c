@@ -866,6 +866,25 @@ static unsigned leb_put(uint8_t *o, uint32_t y)
  * forget the dirty slots; compacts the skill arena when changed jobs left
  * much of it behind. Caller holds the write lock (or is rank_open). On
  * failure the structures are absent and queries take the full pass. */
+int rank_cls_derive(rank_engine *e)
+{
+    int c0 = e->ncls ? e->ncls : 1;
+    e->cls_lw = malloc(sizeof(float) * (size_t)c0);
+    e->cls_bound = malloc(sizeof(float) * (size_t)c0);
+    e->cls_logf = malloc(sizeof(float) * (size_t)c0);
+    if (!e->cls_lw || !e->cls_bound || !e->cls_logf)
+        return -1;
+    float m = -INFINITY;
+    for (int c = e->ncls - 1; c >= 0; c--) {
+        e->cls_logf[c] = job_lw(e, e->cls_w[c]); /* as score_skills has it */
+        e->cls_lw[c] = float_up(-(double)e->cls_logf[c] * (1 - 1e-6));
+        float f = float_up(wpart(e, e->cls_w[c]));
+        m = f > m ? f : m;
+        e->cls_bound[c] = m;
+    }
+    return 0;
+}
+
 static void accel_build(rank_engine *e, int V)
 {
     accel_free(e);
@@ -1029,22 +1048,13 @@ static void accel_build(rank_engine *e, int V)
             e->rbits[(size_t)x * rw + q] = blk[x];
     }
     e->cls_w = malloc(sizeof(float) * (size_t)(ncls ? ncls : 1));
-    e->cls_lw = malloc(sizeof(float) * (size_t)(ncls ? ncls : 1));
-    e->cls_bound = malloc(sizeof(float) * (size_t)(ncls ? ncls : 1));
-    e->cls_logf = malloc(sizeof(float) * (size_t)(ncls ? ncls : 1));
-    if (!e->cls_w || !e->cls_lw || !e->cls_bound || !e->cls_logf)
+    if (!e->cls_w)
         goto fail;
     for (int r = 0; r < n; r++)
         e->cls_w[e->rcls[r]] = e->jobs[e->wperm[r]].wsum;
-    float m = -INFINITY;
-    for (int c = ncls - 1; c >= 0; c--) {
-        e->cls_logf[c] = job_lw(e, e->cls_w[c]); /* as score_skills has it */
-        e->cls_lw[c] = float_up(-(double)e->cls_logf[c] * (1 - 1e-6));
-        float f = float_up(wpart(e, e->cls_w[c]));
-        m = f > m ? f : m;
-        e->cls_bound[c] = m;
-    }
     e->ncls = ncls;
+    if (rank_cls_derive(e))
+        goto fail;
     e->wperm_n = n;
     free(top);
     free(cnt);
@@ -2642,15 +2652,13 @@ static int skill_queries(const rank_engine *e, float *out, int n)
         free(cum);
         return 0;
     }
-    uint64_t r = 0x9e3779b97f4a7c15ULL;
+    uint64_t r = 20261124;
     for (int q = 0; q < n; q++) {
         float *v = out + (size_t)q * D;
         memset(v, 0, sizeof(float) * D);
-        r = r * 6364136223846793005ULL + 1442695040888963407ULL;
-        int m = 3 + (int)(r >> 33) % 3;
+        int m = 3 + (int)(jm_rng_next(&r) % 3);
         for (int k = 0; k < m; k++) {
-            r = r * 6364136223846793005ULL + 1442695040888963407ULL;
-            double t = (double)(r >> 11) * (1.0 / 9007199254740992.0) * tot;
+            double t = (double)(jm_rng_next(&r) >> 11) * (1.0 / 9007199254740992.0) * tot;
             int lo = 0, hi = V - 1; /* first i with cum[i] > t */
             while (lo < hi) {
                 int mid = (lo + hi) / 2;
@@ -2924,9 +2932,7 @@ int rank_recommend(rank_engine *e, bert_pool *pool, const rank_query *q, rank_re
                 rc = jm_fail(err, JM_ENOMEM, "out of memory");
                 goto out;
             }
-            /* no filter: the index's own unfiltered search, the one its
-             * depth was calibrated for (and no bitmap test per row) */
-            rc = idx_search(e->ix, p.profile, C, considered == e->live ? NULL : allow, ih, &nh, err);
+            rc = idx_search(e->ix, p.profile, C, allow, ih, &nh, err);
             if (rc) {
                 free(ih);
                 goto out;

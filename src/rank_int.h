@@ -140,6 +140,10 @@ struct rank_engine {
 
 /* The string arena's blocks (rank_str): SBLK_SIZE bytes, or one string
  * longer than that alone; zero-filled past the strings (snapshots). */
+/* cls_lw, cls_bound and cls_logf from cls_w (and ncls, the options):
+ * allocated here; -1 when out of memory (the caller frees). */
+int rank_cls_derive(rank_engine *e);
+
 /* The exact float32 vectors of index slots, read from the store (an
  * idx_fetch_fn: ctx is the engine; the caller holds the read lock). */
 int rank_fetch_exact(void *e, const uint32_t *slots, int n, float *vecs, jm_err *err);

@@ -11,7 +11,8 @@
  *   per vocabulary skill: uint32 len, norm, uint32 len, display, int32 df
  *   if accel: post_bit[post_nv], post_off[post_nv + 1], post[post_bytes],
  *             wperm[n], rbits[128 * ((n + 63) / 64)], rcw[n], rcls[n], roff[n + 1],
- *             cls_w, cls_lw, cls_bound, cls_logf [ncls], dirty_list[ndirty]
+ *             cls_w[ncls] (cls_lw, cls_bound, cls_logf are derived from
+ *             it at load), dirty_list[ndirty]
  *   if memory mode: the vector index (idx_save)
  *   uint64                             the checksum of everything before
  *
@@ -33,8 +34,9 @@
 
 #define SNAP_MAGIC "JMSNAP\r\n"
 /* 2: the index's probe depth in it is calibrated (rank_tune); a version-1
- * file holds the fixed default, so it is scanned again once */
-#define SNAP_VERSION 2
+ * file holds the fixed default, so it is scanned again once. 3: the class
+ * bounds derived from cls_w at load, not stored. */
+#define SNAP_VERSION 3
 #define SNAP_ENDIAN 0x01020304u
 
 typedef struct snap_head {
@@ -159,9 +161,6 @@ static int write_all(rank_engine *e, jm_bin *b, const snap_head *h, jm_err *err)
         W(e->rcls, sizeof(uint32_t) * n);
         W(e->roff, sizeof(uint32_t) * (n + 1));
         W(e->cls_w, sizeof(float) * c);
-        W(e->cls_lw, sizeof(float) * c);
-        W(e->cls_bound, sizeof(float) * c);
-        W(e->cls_logf, sizeof(float) * c);
         W(e->dirty_list, sizeof(int) * (size_t)e->ndirty);
     }
 #undef W
@@ -603,13 +602,19 @@ int rank_snap_load(rank_engine *e, const char *path, const char **why, jm_err *e
         rd_alloc(&r, (void **)&e->rcls, sizeof(uint32_t) * n, "truncated classes");
         rd_alloc(&r, (void **)&e->roff, sizeof(uint32_t) * (n + 1), "truncated rank offsets");
         rd_alloc(&r, (void **)&e->cls_w, sizeof(float) * c, "truncated classes");
-        rd_alloc(&r, (void **)&e->cls_lw, sizeof(float) * c, "truncated classes");
-        rd_alloc(&r, (void **)&e->cls_bound, sizeof(float) * c, "truncated classes");
-        rd_alloc(&r, (void **)&e->cls_logf, sizeof(float) * c, "truncated classes");
         e->dirty_cap = h.ndirty;
         rd_alloc(&r, (void **)&e->dirty_list, sizeof(int) * (size_t)h.ndirty, "truncated changed jobs");
         if (r.rc)
             goto out;
+        for (size_t k = 0; k < c; k++)
+            if (!(e->cls_w[k] >= 0) || !isfinite(e->cls_w[k])) {
+                bad(&r, "a class weight is negative or not a number");
+                goto out;
+            }
+        if (rank_cls_derive(e)) {
+            rc = jm_fail(err, JM_ENOMEM, "out of memory reading the snapshot");
+            goto out;
+        }
         e->ndirty = h.ndirty;
         if (e->post_off[h.post_nv] != h.post_bytes) {
             bad(&r, "the postings' size is wrong");
