@@ -1,14 +1,13 @@
-/* bench_gemm - small-M products: OpenBLAS against k_linear_t, one thread.
+/* bench_gemm - the encoder's products: OpenBLAS against k_linear_p, one thread.
  *
  *   bench_gemm [--cold] [--ms T]
  *
  * For the encoder's shapes (N,K) = (1152,384) QKV, (384,384) attention out,
- * (1536,384) FFN in, (384,1536) FFN out, and M (tokens) from 1 to 128,
- * prints the median time (us) and GFLOP/s of
+ * (1536,384) FFN in, (384,1536) FFN out, and M (tokens) from 1 to 1024,
+ * prints the best time (us) and GFLOP/s of
  *   blas-NT  cblas_sgemm NoTrans,Trans on W[N,K]   (what k_linear does)
- *   blas-NN  cblas_sgemm NoTrans,NoTrans on Wt[K,N] (k_linear_t above the threshold)
- *   small    k_linear_t_small on Wt                  (the AVX2 kernel, any M)
- *   linear_t k_linear_t as dispatched
+ *   blas-NN  cblas_sgemm NoTrans,NoTrans on Wt[K,N] (the transposed layout)
+ *   packed   k_linear_p on k_pack(W)                (the model's product)
  * No bias in any of them. Weights are warm in L3 by default, as when one
  * matrix is multiplied over and over; --cold cycles through enough copies
  * (>= 64 MiB) that each call finds its weights out of cache, as in a real
@@ -24,7 +23,7 @@
 
 extern void openblas_set_num_threads(int);
 
-enum { MAX_M = 128, SAMPLES = 9 };
+enum { MAX_M = 1024, SAMPLES = 9 };
 
 typedef struct shape {
     int N, K;
@@ -33,12 +32,12 @@ typedef struct shape {
 
 typedef struct bufs {
     int N, K, ncopy;
-    float **W, **Wt; /* ncopy copies of W[N,K] and Wt[K,N] */
+    float **W, **Wt, **P; /* ncopy copies of W[N,K], Wt[K,N] and k_pack(W) */
     float *A, *C;    /* A[MAX_M,K], C[MAX_M,N] */
 } bufs;
 
-enum { IMPL_NT, IMPL_NN, IMPL_SMALL, IMPL_T, NIMPL };
-static const char *impl_name[NIMPL] = {"blas-NT", "blas-NN", "small", "linear_t"};
+enum { IMPL_NT, IMPL_NN, IMPL_P, NIMPL };
+static const char *impl_name[NIMPL] = {"blas-NT", "blas-NN", "packed"};
 
 static unsigned long long rng = 0x9E3779B97F4A7C15ULL;
 static float frand(void)
@@ -61,11 +60,8 @@ static void run(int impl, const bufs *b, int copy, int M)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, b->A, K,
                     b->Wt[copy], N, 0.0f, b->C, N);
         break;
-    case IMPL_SMALL:
-        k_linear_t_small(M, N, K, b->A, K, b->Wt[copy], NULL, b->C, N);
-        break;
     default:
-        k_linear_t(M, N, K, b->A, K, b->Wt[copy], NULL, b->C, N);
+        k_linear_p(M, N, K, b->A, K, b->P[copy], NULL, b->C, N);
         break;
     }
 }
@@ -129,27 +125,30 @@ int main(int argc, char **argv)
     }
     k_init();
     openblas_set_num_threads(1);
-    if (!k_linear_t_small) {
-        fprintf(stderr, "bench_gemm: no small-M kernel on this CPU (isa %s)\n", k_isa());
-        return 1;
-    }
+    if (!k_linear_p_simd)
+        fprintf(stderr, "bench_gemm: no SIMD product on this CPU (isa %s): the scalar reference\n", k_isa());
     static const shape shapes[] = {
         {1152, 384, "QKV"}, {384, 384, "attn out"}, {1536, 384, "FFN in"}, {384, 1536, "FFN out"}};
-    static const int Ms[] = {1, 8, 12, 16, 24, 32, 48, 64, 128};
-    printf("bench_gemm: 1 thread, isa %s, OpenBLAS core %s, weights %s, k_linear_t threshold M <= %d\n",
-           k_isa(), k_blas_core(), cold ? "cold (cycled copies >= 64 MiB)" : "warm", K_LINEAR_T_MAX_M);
+    static const int Ms[] = {1, 8, 12, 16, 19, 24, 32, 48, 64, 128, 256, 1024};
+    printf("bench_gemm: 1 thread, isa %s, OpenBLAS core %s, weights %s\n", k_isa(), k_blas_core(),
+           cold ? "cold (cycled copies >= 64 MiB)" : "warm");
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         bufs b = {.N = shapes[s].N, .K = shapes[s].K};
         size_t wn = (size_t)b.N * b.K;
-        b.ncopy = cold ? (int)((64u << 20) / (wn * sizeof(float) * 2) + 1) : 1;
+        b.ncopy = cold ? (int)((64u << 20) / (wn * sizeof(float)) + 1) : 1;
         b.W = calloc((size_t)b.ncopy, sizeof(float *));
         b.Wt = calloc((size_t)b.ncopy, sizeof(float *));
+        b.P = calloc((size_t)b.ncopy, sizeof(float *));
         for (int c = 0; c < b.ncopy; c++) {
             b.W[c] = alloc_floats(wn);
             b.Wt[c] = alloc_floats(wn);
+            b.P[c] = alloc_floats(k_pack_floats(b.N, b.K));
             for (size_t i = 0; i < wn; i++)
                 b.W[c][i] = frand();
-            k_transpose(b.W[c], b.N, b.K, b.Wt[c]);
+            for (int n = 0; n < b.N; n++)
+                for (int k = 0; k < b.K; k++)
+                    b.Wt[c][(size_t)k * b.N + n] = b.W[c][(size_t)n * b.K + k];
+            k_pack(b.W[c], b.N, b.K, b.P[c]);
         }
         b.A = alloc_floats((size_t)MAX_M * b.K);
         b.C = alloc_floats((size_t)MAX_M * b.N);
@@ -159,7 +158,7 @@ int main(int argc, char **argv)
         printf("\nN=%d K=%d (%s)\n%5s", b.N, b.K, shapes[s].what, "M");
         for (int i = 0; i < NIMPL; i++)
             printf(" | %8s us  GF/s", impl_name[i]);
-        printf(" | small/NT\n");
+        printf(" | NT/packed\n");
         for (size_t mi = 0; mi < sizeof Ms / sizeof Ms[0]; mi++) {
             int M = Ms[mi];
             double flop = 2.0 * M * b.N * b.K, t[NIMPL];
@@ -167,15 +166,17 @@ int main(int argc, char **argv)
             time_all(&b, M, sample_s, t);
             for (int i = 0; i < NIMPL; i++)
                 printf(" | %11.1f %5.1f", t[i] * 1e6, flop / t[i] / 1e9);
-            printf(" | %7.2fx\n", t[IMPL_NT] / t[IMPL_SMALL]);
+            printf(" | %7.2fx\n", t[IMPL_NT] / t[IMPL_P]);
             fflush(stdout);
         }
         for (int c = 0; c < b.ncopy; c++) {
             free(b.W[c]);
             free(b.Wt[c]);
+            free(b.P[c]);
         }
         free(b.W);
         free(b.Wt);
+        free(b.P);
         free(b.A);
         free(b.C);
     }

@@ -22,17 +22,17 @@ enum { POOL_CLS = 1, POOL_MEAN = 2, POOL_MAX = 4, POOL_MEAN_SQRT = 8 };
  * matrix products, small enough that a worker's activations stay ~16 MB. */
 #define CHUNK_TOKENS 1024
 
-/* Linear weights are kept transposed, Wt = W^T laid out (in, out), in owned
- * 64-byte-aligned copies: the small-M kernel streams them without repacking
- * and OpenBLAS takes the same buffer for large M (see k_linear_t). The mapped
- * originals are released after the copy, so each weight is resident once. */
+/* Linear weights are kept packed in 16-column strips (k_pack), in owned
+ * 64-byte-aligned copies that k_linear_p streams for any number of tokens.
+ * The mapped originals are released after the copy, so each weight is
+ * resident once. */
 typedef struct layer {
-    const float *qkv_wt; /* (H, 3H): query, key, value columns side by side */
+    const float *qkv_p; /* (H, 3H): query, key, value columns side by side */
     const float *qkv_b;  /* (3H) */
-    const float *ao_wt, *ao_b;    /* attention output dense (H, H), (H) */
+    const float *ao_p, *ao_b;    /* attention output dense (H, H), (H) */
     const float *aln_g, *aln_b;   /* attention LayerNorm (H) */
-    const float *i_wt, *i_b;      /* intermediate dense (H, FF), (FF) */
-    const float *o_wt, *o_b;      /* output dense (FF, H), (H) */
+    const float *i_p, *i_b;      /* intermediate dense (H, FF), (FF) */
+    const float *o_p, *o_b;      /* output dense (FF, H), (H) */
     const float *oln_g, *oln_b;   /* output LayerNorm (H) */
 } layer;
 
@@ -313,22 +313,22 @@ static int weight(bert_model *m, const char *prefix, const char *name, int ndim,
     return JM_OK;
 }
 
-/* An nn.Linear weight W (out, in) as an owned transposed copy Wt (in, out). */
-static int linear_t(bert_model *m, const char *prefix, const char *name, int out_f, int in_f, const float **wt,
+/* An nn.Linear weight W (out, in) as an owned packed copy (k_pack). */
+static int linear_p(bert_model *m, const char *prefix, const char *name, int out_f, int in_f, const float **wp,
                     jm_err *err)
 {
     const float *w;
     int rc = weight(m, prefix, name, 2, out_f, in_f, &w, err);
     if (rc)
         return rc;
-    float *t = own(m, sizeof(float) * (size_t)out_f * in_f);
+    float *t = own(m, sizeof(float) * k_pack_floats(out_f, in_f));
     if (!t)
         return jm_fail(err, JM_ENOMEM, "out of memory");
-    k_transpose(w, out_f, in_f, t);
+    k_pack(w, out_f, in_f, t);
     char full[256];
     snprintf(full, sizeof full, "%s%s", prefix, name);
     st_release(m->st, st_find(m->st, full));
-    *wt = t;
+    *wp = t;
     return JM_OK;
 }
 
@@ -357,20 +357,20 @@ static int load_weights(bert_model *m, jm_err *err)
             return rc;                                                              \
     } while (0)
         const float *qw, *qb, *kw, *kb, *vw, *vb;
-#define WT(field, suffix, out_f, in_f)                                              \
+#define WP(field, suffix, out_f, in_f)                                              \
     do {                                                                            \
         snprintf(n, sizeof n, "encoder.layer.%d.%s", l, suffix);                    \
-        if ((rc = linear_t(m, pre, n, out_f, in_f, &y->field, err)))                \
+        if ((rc = linear_p(m, pre, n, out_f, in_f, &y->field, err)))                \
             return rc;                                                              \
     } while (0)
-        WT(ao_wt, "attention.output.dense.weight", H, H);
+        WP(ao_p, "attention.output.dense.weight", H, H);
         W(ao_b, "attention.output.dense.bias", 1, H, 0);
         W(aln_g, "attention.output.LayerNorm.weight", 1, H, 0);
         W(aln_b, "attention.output.LayerNorm.bias", 1, H, 0);
-        WT(i_wt, "intermediate.dense.weight", FF, H);
+        WP(i_p, "intermediate.dense.weight", FF, H);
         W(i_b, "intermediate.dense.bias", 1, FF, 0);
-        WT(o_wt, "output.dense.weight", H, FF);
-#undef WT
+        WP(o_p, "output.dense.weight", H, FF);
+#undef WP
         W(o_b, "output.dense.bias", 1, H, 0);
         W(oln_g, "output.LayerNorm.weight", 1, H, 0);
         W(oln_b, "output.LayerNorm.bias", 1, H, 0);
@@ -391,21 +391,21 @@ static int load_weights(bert_model *m, jm_err *err)
         /* One (H, 3H) product instead of three (H, H) ones: fewer, larger GEMMs. */
         size_t hh = (size_t)H * H;
         float *w = malloc(sizeof(float) * 3 * hh);
-        float *wt = own(m, sizeof(float) * 3 * hh);
+        float *wp = own(m, sizeof(float) * k_pack_floats(3 * H, H));
         float *b = own(m, sizeof(float) * 3 * (size_t)H);
-        if (!w || !wt || !b) {
+        if (!w || !wp || !b) {
             free(w);
             return jm_fail(err, JM_ENOMEM, "out of memory");
         }
         memcpy(w, qw, hh * sizeof(float));
         memcpy(w + hh, kw, hh * sizeof(float));
         memcpy(w + 2 * hh, vw, hh * sizeof(float));
-        k_transpose(w, 3 * H, H, wt);
+        k_pack(w, 3 * H, H, wp);
         free(w);
         memcpy(b, qb, H * sizeof(float));
         memcpy(b + H, kb, H * sizeof(float));
         memcpy(b + 2 * H, vb, H * sizeof(float));
-        y->qkv_wt = wt;
+        y->qkv_p = wp;
         y->qkv_b = b;
         static const char *qkv_names[3] = {"query", "key", "value"};
         for (int k = 0; k < 3; k++) {
@@ -553,14 +553,14 @@ static void forward_chunk(const bert_model *m, workspace *w, int n, const int32_
 
     for (int l = 0; l < m->L; l++) {
         const layer *y = &m->layers[l];
-        k_linear_t(T, 3 * H, H, x, H, y->qkv_wt, y->qkv_b, w->qkv, 3 * H);
+        k_linear_p(T, 3 * H, H, x, H, y->qkv_p, y->qkv_b, w->qkv, 3 * H);
         for (int s = 0, off = 0; s < n; off += lens[s], s++)
             attention(m, w, w->qkv + (size_t)off * 3 * H, w->ctx + (size_t)off * H, lens[s]);
-        k_linear_t(T, H, H, w->ctx, H, y->ao_wt, NULL, t, H);
+        k_linear_p(T, H, H, w->ctx, H, y->ao_p, NULL, t, H);
         k_add_layernorm(t, x, T, H, y->ao_b, y->aln_g, y->aln_b, m->eps);
-        k_linear_t(T, FF, H, t, H, y->i_wt, NULL, w->inter, FF);
+        k_linear_p(T, FF, H, t, H, y->i_p, NULL, w->inter, FF);
         k_bias_gelu(w->inter, T, FF, y->i_b);
-        k_linear_t(T, H, FF, w->inter, FF, y->o_wt, NULL, x, H);
+        k_linear_p(T, H, FF, w->inter, FF, y->o_p, NULL, x, H);
         k_add_layernorm(x, t, T, H, y->o_b, y->oln_g, y->oln_b, m->eps);
     }
 

@@ -208,13 +208,17 @@ static const int8_t LUT[16] = {-127, -96, -75, -58, -44, -31, -18, -6,
                                6,    18,  31,  44,  58,  75,  96,  127};
 static const float LUTF[16] = {-127, -96, -75, -58, -44, -31, -18, -6,
                                6,    18,  31,  44,  58,  75,  96,  127};
-/* The levels halved (rounded), for the assignment to centroids: with
- * |level| <= 64 the centroid kernel adds two vpmaddubsw results in int16
- * before widening them. Scores computed with it are doubled back. */
+/* The levels halved (rounded), for the assignment to centroids and the
+ * search: with |level| <= 64 the centroid and 4-bit kernels add two
+ * vpmaddubsw results in int16 before widening them. Scores computed with it
+ * are doubled back. */
 static const int8_t LUT2[16] = {-64, -48, -38, -29, -22, -16, -9, -3, 3, 9, 16, 22, 29, 38, 48, 64};
 /* Symmetric int8 for queries: code = round(v / scale), half away from zero,
- * scale = max|v| / 127. Returns the scale (0 for a zero vector, whose codes
- * are all 0). No libm calls: this runs for every query. */
+ * scale = max|v| / QMAX. Returns the scale (0 for a zero vector, whose codes
+ * are all 0). No libm calls: this runs for every query. QMAX 63 (not 127)
+ * lets the 4-bit kernel add products in int16 (see dot_u4 in idx.h); its
+ * rounding error (~2% of a component) is small beside the 4-bit codes'. */
+enum { QMAX = 63 };
 static float quantise(const float *v, int dim, int8_t *code)
 {
     float m = 0;
@@ -228,14 +232,14 @@ static float quantise(const float *v, int dim, int8_t *code)
     }
     /* Branch-free: the signs of an embedding are random, so a branch on
      * them mispredicts half the time. */
-    float inv = 127.0f / m;
+    float inv = (float)QMAX / m;
     for (int d = 0; d < dim; d++) {
         float r = v[d] * inv;
         int c = (int)(r + copysignf(0.5f, r));
-        c = c > 127 ? 127 : c;
-        code[d] = (int8_t)(c < -127 ? -127 : c);
+        c = c > QMAX ? QMAX : c;
+        code[d] = (int8_t)(c < -QMAX ? -QMAX : c);
     }
-    return m / 127.0f;
+    return m / (float)QMAX;
 }
 
 /* sum_d (v[d] - c[d])^2 (c NULL: zero) in double (no overflow for any
@@ -1491,7 +1495,7 @@ static size_t count_allowed(const idx *x, const uint64_t *allow)
 static void score_block(const idx *x, const idx_kernel *kn, const scratch *s, const uint32_t *ps,
                         int n, heap *hp)
 {
-    kn->dot_u4(s->q, LUT, x->codes, x->row, ps, n, s->dots);
+    kn->dot_u4(s->q, LUT2, x->codes, x->row, ps, n, s->dots);
     for (int i = 0; i < n; i++) {
         uint32_t p = ps[i];
         float v = (float)s->dots[i] * (s->qscale * x->scale[p]) + s->qc[x->gen[p]];
@@ -1652,7 +1656,7 @@ static int search_approx(const idx *x, const float *query, int nheap, const uint
     if (nheap == 0)
         return JM_OK;
     const idx_kernel *kn = kernels();
-    s->qscale = quantise(query, x->dim, s->q);
+    s->qscale = 2 * quantise(query, x->dim, s->q); /* 2: LUT2 is LUT halved */
     for (int g = 0; g < x->ngen; g++)
         s->qc[g] = dot_centre(x, query, g);
     if (!ivf) {

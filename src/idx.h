@@ -345,7 +345,8 @@ typedef struct idx_kernel {
     /* out[i] = sum_d q[d] * lut[nibble d of row rows[i]] (exact int32) over
      * d < 2 * row, rows `row` bytes apart (a multiple of 32; nibble d is the
      * low half of byte (d / 64) * 32 + d % 32 when d % 64 < 32, else the high
-     * half). q[2 * row] (zero beyond dim) and lut[16] in [-127, 127]. */
+     * half). q[2 * row] (zero beyond dim) in [-63, 63] and lut[16] in
+     * [-64, 64]: the AVX2 kernel adds products in int16. */
     void (*dot_u4)(const int8_t *q, const int8_t *lut, const uint8_t *codes, size_t row,
                    const uint32_t *rows, int n, int32_t *out);
     /* out[j] = sum_d lut[nibble d of code] * (cent[j * 2 * row + d] - 64)

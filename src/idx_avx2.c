@@ -24,22 +24,22 @@ static inline void prefetch_row(const uint8_t *r, size_t row)
 }
 
 /* q . x for the 64 components of one 32-byte block of a row, as 8 int32
- * partial sums. The nibbles become int8 levels by vpshufb (a 16-entry table
- * per 128-bit lane); then |q| * (x * sign(q)) in vpmaddubsw (unsigned x
- * signed bytes -> int16 pairs): with |q| <= 127 and |x| <= 127 a pair sums
- * to at most 2 * 127 * 127 = 32258, so the saturating add never saturates;
- * vpmaddwd by 1 widens to int32. aq0/q0: components 0-31 of the block (the
- * low nibbles), aq1/q1: 32-63 (the high ones). */
-static inline __m256i dot64(__m256i lut, __m256i aq0, __m256i q0, __m256i aq1, __m256i q1,
-                            const uint8_t *r)
+ * partial sums, plus 64 * (the block's sum of q). The nibbles become
+ * unsigned levels lut + 64 in [0, 128] by vpshufb (a 16-entry table per
+ * 128-bit lane), so vpmaddubsw (unsigned x signed bytes -> int16 pairs) takes
+ * them with q as it is: no sign or absolute value per row. With |q| <= 63 a
+ * pair sums to at most 2 * 128 * 63 = 16128, so the two halves of the block
+ * add in int16 (at most 32256) before one vpmaddwd by 1 widens them. The
+ * caller takes 64 * sum(q) off. q0: components 0-31 of the block (the low
+ * nibbles), q1: 32-63 (the high ones). */
+static inline __m256i dot64(__m256i ulut, __m256i q0, __m256i q1, const uint8_t *r)
 {
     const __m256i m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
     __m256i b = _mm256_loadu_si256((const __m256i *)r);
-    __m256i lo = _mm256_shuffle_epi8(lut, _mm256_and_si256(b, m4));
-    __m256i hi = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(b, 4), m4));
-    __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(aq0, _mm256_sign_epi8(lo, q0)), ones);
-    __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(aq1, _mm256_sign_epi8(hi, q1)), ones);
-    return _mm256_add_epi32(p0, p1);
+    __m256i lo = _mm256_shuffle_epi8(ulut, _mm256_and_si256(b, m4));
+    __m256i hi = _mm256_shuffle_epi8(ulut, _mm256_and_si256(_mm256_srli_epi16(b, 4), m4));
+    return _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(lo, q0), _mm256_maddubs_epi16(hi, q1)),
+                             ones);
 }
 
 static inline int32_t hsum_epi32(__m256i v)
@@ -53,7 +53,15 @@ static inline int32_t hsum_epi32(__m256i v)
 void idx_dot_u4_avx2(const int8_t *q, const int8_t *lv, const uint8_t *codes, size_t row,
                      const uint32_t *slots, int n, int32_t *out)
 {
-    const __m256i lut = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)lv));
+    const __m256i ulut = _mm256_add_epi8(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)lv)),
+                                         _mm256_set1_epi8(64));
+    /* 64 * sum(q), the offset the unsigned levels add to every row */
+    const __m256i one8 = _mm256_set1_epi8(1), ones = _mm256_set1_epi16(1);
+    __m256i qs = _mm256_setzero_si256();
+    for (size_t o = 0; o < 2 * row; o += 32)
+        qs = _mm256_add_epi32(qs, _mm256_madd_epi16(_mm256_maddubs_epi16(one8, _mm256_loadu_si256((const __m256i *)(q + o))), ones));
+    const int32_t off = 64 * hsum_epi32(qs);
+    const __m128i off4 = _mm_set1_epi32(off);
     int i = 0;
     for (; i + 4 <= n; i += 4) {
         if (i + PREFETCH_AHEAD + 4 <= n)
@@ -67,16 +75,15 @@ void idx_dot_u4_avx2(const int8_t *q, const int8_t *lv, const uint8_t *codes, si
         for (size_t o = 0; o < row; o += 32) {
             __m256i q0 = _mm256_loadu_si256((const __m256i *)(q + 2 * o));
             __m256i q1 = _mm256_loadu_si256((const __m256i *)(q + 2 * o + 32));
-            __m256i aq0 = _mm256_abs_epi8(q0), aq1 = _mm256_abs_epi8(q1);
-            a0 = _mm256_add_epi32(a0, dot64(lut, aq0, q0, aq1, q1, r0 + o));
-            a1 = _mm256_add_epi32(a1, dot64(lut, aq0, q0, aq1, q1, r1 + o));
-            a2 = _mm256_add_epi32(a2, dot64(lut, aq0, q0, aq1, q1, r2 + o));
-            a3 = _mm256_add_epi32(a3, dot64(lut, aq0, q0, aq1, q1, r3 + o));
+            a0 = _mm256_add_epi32(a0, dot64(ulut, q0, q1, r0 + o));
+            a1 = _mm256_add_epi32(a1, dot64(ulut, q0, q1, r1 + o));
+            a2 = _mm256_add_epi32(a2, dot64(ulut, q0, q1, r2 + o));
+            a3 = _mm256_add_epi32(a3, dot64(ulut, q0, q1, r3 + o));
         }
         /* Four horizontal sums at once: lanes end up as a0 a1 a2 a3. */
         __m256i t = _mm256_hadd_epi32(_mm256_hadd_epi32(a0, a1), _mm256_hadd_epi32(a2, a3));
         __m128i s = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
-        _mm_storeu_si128((__m128i *)(out + i), s);
+        _mm_storeu_si128((__m128i *)(out + i), _mm_sub_epi32(s, off4));
     }
     for (; i < n; i++) {
         const uint8_t *r = codes + (size_t)slots[i] * row;
@@ -84,10 +91,9 @@ void idx_dot_u4_avx2(const int8_t *q, const int8_t *lv, const uint8_t *codes, si
         for (size_t o = 0; o < row; o += 32) {
             __m256i q0 = _mm256_loadu_si256((const __m256i *)(q + 2 * o));
             __m256i q1 = _mm256_loadu_si256((const __m256i *)(q + 2 * o + 32));
-            __m256i aq0 = _mm256_abs_epi8(q0), aq1 = _mm256_abs_epi8(q1);
-            a = _mm256_add_epi32(a, dot64(lut, aq0, q0, aq1, q1, r + o));
+            a = _mm256_add_epi32(a, dot64(ulut, q0, q1, r + o));
         }
-        out[i] = hsum_epi32(a);
+        out[i] = hsum_epi32(a) - off;
     }
 }
 

@@ -23,7 +23,7 @@ extern char *openblas_get_corename(void);
     void k_exp_##isa(const float *in, float *out, size_t n);
 DECLARE_VARIANT(avx512) /* kernels_avx512.c */
 DECLARE_VARIANT(avx2)   /* kernels_avx2.c */
-void k_linear_t_avx2(int M, int N, int K, const float *A, int lda, const float *Wt,
+void k_linear_p_avx2(int M, int N, int K, const float *A, int lda, const float *P,
                      const float *bias, float *C, int ldc); /* gemm_avx2.c */
 
 static void k_erf_ref(const float *in, float *out, size_t n)
@@ -49,8 +49,8 @@ void (*k_add_layernorm)(float *, const float *, int, int, const float *,
                         const float *, const float *, float) = k_add_layernorm_ref;
 void (*k_softmax)(float *, int, int, int, float) = k_softmax_ref;
 void (*k_bias_add)(float *, int, int, int, const float *) = k_bias_add_ref;
-void (*k_linear_t_small)(int, int, int, const float *, int, const float *, const float *,
-                         float *, int) = NULL;
+void (*k_linear_p_simd)(int, int, int, const float *, int, const float *, const float *,
+                        float *, int) = NULL;
 
 static const char *isa_name = "scalar";
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
@@ -96,10 +96,10 @@ static void init_impl(void)
     const char *cap = getenv("JOBMATCH_ISA");
     if (cap && strcmp(cap, "scalar") == 0)
         return;
-    /* No AVX-512 version of the small-M product yet: AVX-512 CPUs run the
+    /* No AVX-512 version of the packed product yet: AVX-512 CPUs run the
      * AVX2 one. */
     if (have_avx2())
-        k_linear_t_small = k_linear_t_avx2;
+        k_linear_p_simd = k_linear_p_avx2;
     int allow512 = !(cap && strcmp(cap, "avx2") == 0);
     if (allow512 && have_avx512())
         use(&v_avx512, "avx512");
@@ -125,50 +125,45 @@ void k_linear(int M, int N, int K, const float *A, int lda, const float *W,
         k_bias_add(C, M, N, ldc, bias);
 }
 
-void k_linear_t(int M, int N, int K, const float *A, int lda, const float *Wt,
+void k_linear_p(int M, int N, int K, const float *A, int lda, const float *P,
                 const float *bias, float *C, int ldc)
 {
-    if (M <= K_LINEAR_T_MAX_M && k_linear_t_small) {
-        k_linear_t_small(M, N, K, A, lda, Wt, bias, C, ldc);
-        return;
-    }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, A, lda, Wt, N,
-                0.0f, C, ldc);
-    if (bias)
-        k_bias_add(C, M, N, ldc, bias);
+    (k_linear_p_simd ? k_linear_p_simd : k_linear_p_ref)(M, N, K, A, lda, P, bias, C, ldc);
 }
 
-void k_linear_t_ref(int M, int N, int K, const float *A, int lda, const float *Wt,
+enum { STRIP = 16 };
+
+size_t k_pack_floats(int N, int K) { return ((size_t)N + STRIP - 1) / STRIP * STRIP * (size_t)K; }
+
+void k_pack(const float *W, int N, int K, float *P)
+{
+    for (int n0 = 0; n0 < N; n0 += STRIP) {
+        float *s = P + (size_t)n0 * K;
+        for (int k = 0; k < K; k++)
+            for (int j = 0; j < STRIP; j++)
+                s[(size_t)k * STRIP + j] = n0 + j < N ? W[(size_t)(n0 + j) * K + k] : 0.0f;
+    }
+}
+
+void k_linear_p_ref(int M, int N, int K, const float *A, int lda, const float *P,
                     const float *bias, float *C, int ldc)
 {
-    /* i-k-j order: Wt and C are walked along rows. */
-    for (int i = 0; i < M; i++) {
-        float *c = C + (size_t)i * ldc;
-        const float *a = A + (size_t)i * lda;
-        for (int j = 0; j < N; j++)
-            c[j] = 0.0f;
-        for (int k = 0; k < K; k++) {
-            const float *w = Wt + (size_t)k * N;
-            for (int j = 0; j < N; j++)
-                c[j] += a[k] * w[j];
+    /* Per strip and row, 16 sums along k: the inner loop runs over a strip
+     * row, which the compiler vectorises. */
+    for (int n0 = 0; n0 < N; n0 += STRIP) {
+        const float *s = P + (size_t)n0 * K;
+        int w = N - n0 < STRIP ? N - n0 : STRIP;
+        for (int i = 0; i < M; i++) {
+            const float *a = A + (size_t)i * lda;
+            float acc[STRIP] = {0};
+            for (int k = 0; k < K; k++)
+                for (int j = 0; j < STRIP; j++)
+                    acc[j] += a[k] * s[(size_t)k * STRIP + j];
+            float *c = C + (size_t)i * ldc + n0;
+            for (int j = 0; j < w; j++)
+                c[j] = acc[j] + (bias ? bias[n0 + j] : 0.0f);
         }
-        if (bias)
-            for (int j = 0; j < N; j++)
-                c[j] += bias[j];
     }
-}
-
-void k_transpose(const float *W, int N, int K, float *Wt)
-{
-    /* 32 x 32 tiles: 4 KiB read + 4 KiB written, both stay in L1. */
-    enum { T = 32 };
-    for (int n0 = 0; n0 < N; n0 += T)
-        for (int k0 = 0; k0 < K; k0 += T) {
-            int n1 = n0 + T < N ? n0 + T : N, k1 = k0 + T < K ? k0 + T : K;
-            for (int k = k0; k < k1; k++)
-                for (int n = n0; n < n1; n++)
-                    Wt[(size_t)k * N + n] = W[(size_t)n * K + k];
-        }
 }
 
 void k_bias_gelu_ref(float *x, int rows, int N, const float *bias)

@@ -2,8 +2,10 @@
  *
  * Every element-wise kernel has a plain scalar reference (k_*_ref), which is
  * also what runs on CPUs without AVX2; k_init() picks the AVX-512 or AVX2+FMA
- * versions at run time when the CPU has them. Matrix products go to BLAS (OpenBLAS) in
- * one place, k_linear. All matrices are row-major float32. */
+ * versions at run time when the CPU has them. The model's linear layers run
+ * on packed weights in our own kernel (k_linear_p); other matrix products go
+ * to BLAS (OpenBLAS) through k_linear, or directly for attention. All
+ * matrices are row-major float32. */
 #ifndef JM_KERNELS_H
 #define JM_KERNELS_H
 
@@ -65,37 +67,37 @@ typedef struct k_variant {
 /* Fills out[] with up to `cap` variants usable here; returns how many. */
 int k_variants(k_variant *out, int cap);
 
-/* ---- Products with transposed weights (small M) ----
- * Wt = W^T is laid out [K, N] row-major (k_transpose makes it once at model
- * load), which a register-blocked kernel can stream without repacking and
- * which OpenBLAS still takes as NoTrans,NoTrans for large M, so the model
- * keeps one copy of each weight matrix. */
+/* ---- Products with packed weights ----
+ * A weight matrix W[N,K] (nn.Linear's (out, in)) is packed once, at model
+ * load, into 16-column strips: P[(n / 16) * 16 * K + k * 16 + n % 16] =
+ * W[n][k], the last strip padded with zeros. A register-blocked kernel then
+ * reads each strip as one contiguous run that the hardware prefetchers
+ * follow, whatever N is; with the transposed layout Wt[K,N] used before,
+ * every k of a strip was a new cache line N * 4 bytes away. The model keeps
+ * only this copy of each weight matrix, for every M: the kernel blocks rows
+ * too. Measured on Zen 3 (BENCHMARKS.md): a cold query's model time in
+ * bench_rank fell from 6.5-7.3 to 5.9-6.1 ms against the transposed layout,
+ * and bench_gemm puts it 5-14% ahead of OpenBLAS at M = 256..1024, which
+ * made batch embedding 4-7% faster. */
 
-/* Largest M for which k_linear_t uses k_linear_t_small. Measured with
- * bench/bench_gemm on Zen 3 (one thread, MiniLM shapes, weights in L3 or
- * DRAM), against OpenBLAS on the same Wt: 1.1-1.7x faster at M = 8..16,
- * 0.95-1.25x at 32, ~1.03x summed over a layer's four products at 48 (the
- * FFN input alone 0.9x with weights from DRAM), even at 64, behind at 128. */
-#define K_LINEAR_T_MAX_M 48
-
-/* C[M,N] = A[M,K] . Wt[K,N] (+ bias[N] if bias != NULL); lda/ldc are row
- * strides of A and C, Wt is dense (row stride N). Calling thread only, no
- * allocation. For M <= K_LINEAR_T_MAX_M runs k_linear_t_small when there is
- * one, otherwise OpenBLAS sgemm followed by k_bias_add. */
-void k_linear_t(int M, int N, int K, const float *A, int lda, const float *Wt,
+/* Floats in the packed form of an N x K matrix: N rounded up to 16, times K. */
+size_t k_pack_floats(int N, int K);
+/* P = W[N,K] packed as above, padding included; P must not overlap W. Put P
+ * on a 64-byte boundary (aligned_alloc) so each strip row is one cache line. */
+void k_pack(const float *W, int N, int K, float *P);
+/* C[M,N] = A[M,K] . W[N,K]^T (+ bias[N] if bias != NULL), W given packed
+ * (P). lda/ldc are row strides of A and C. Calling thread only, no
+ * allocation: the SIMD kernel when there is one, else the reference. */
+void k_linear_p(int M, int N, int K, const float *A, int lda, const float *P,
                 const float *bias, float *C, int ldc);
-/* Plain scalar triple loop, float accumulation; the reference for tests. */
-void k_linear_t_ref(int M, int N, int K, const float *A, int lda, const float *Wt,
+/* Scalar loops over the strips, float accumulation; the reference for tests
+ * and the path of CPUs without AVX2+FMA (or JOBMATCH_ISA=scalar). */
+void k_linear_p_ref(int M, int N, int K, const float *A, int lda, const float *P,
                     const float *bias, float *C, int ldc);
-/* The SIMD kernel k_init chose for small M (AVX2+FMA), correct for any M, N,
- * K; NULL when the CPU lacks AVX2+FMA or JOBMATCH_ISA=scalar, in which case
- * k_linear_t always goes to OpenBLAS. Exposed for tests and benchmarks. */
-extern void (*k_linear_t_small)(int M, int N, int K, const float *A, int lda,
-                                const float *Wt, const float *bias, float *C, int ldc);
-
-/* Wt[K,N] = W[N,K]^T, in cache-sized tiles. Wt must not overlap W. For model
- * load; put Wt on a 64-byte boundary (aligned_alloc) so each 16-column strip
- * the kernel reads is one cache line per row. */
-void k_transpose(const float *W, int N, int K, float *Wt);
+/* The SIMD kernel k_init chose (AVX2+FMA), correct for any M, N, K; NULL
+ * when the CPU lacks AVX2+FMA or JOBMATCH_ISA=scalar. Exposed for tests and
+ * benchmarks. */
+extern void (*k_linear_p_simd)(int M, int N, int K, const float *A, int lda,
+                               const float *P, const float *bias, float *C, int ldc);
 
 #endif

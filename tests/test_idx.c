@@ -128,21 +128,22 @@ static void test_kernels(void)
         for (size_t i = 0; i < (size_t)N * row; i++)
             codes[i] = (uint8_t)rnd();
         /* Extremes in the first two rows: all nibbles 15, all 0, with the
-         * table's ends at +-127: the largest sums the kernel must get right
-         * without saturating. */
+         * table's ends at +-64 and q at +-63: the largest sums the kernel
+         * must get right without saturating its int16 pairs. Round 3 puts
+         * every q at its extreme. */
         memset(codes, 0xff, row);
         memset(codes + row, 0, row);
-        for (int d = 0; d < dim; d++)
-            q[d] = (int8_t)((int)(rnd() % 255) - 127);
-        q[0] = -127;
-        for (int round = 0; round < 3; round++) {
-            /* a monotonic table like the index's, a random one, one of extremes */
+        for (int round = 0; round < 4; round++) {
+            for (int d = 0; d < dim; d++)
+                q[d] = round == 3 ? (int8_t)(d % 3 ? 63 : -63) : (int8_t)((int)(rnd() % 127) - 63);
+            q[0] = -63;
+            /* a monotonic table like the index's, a random one, two of extremes */
             for (int u = 0; u < 16; u++)
-                lut[u] = round == 0 ? (int8_t)(u < 8 ? -127 + 17 * u : 127 - 17 * (15 - u))
-                         : round == 1 ? (int8_t)((int)(rnd() % 255) - 127)
-                                      : (int8_t)(u % 2 ? 127 : -127);
-            lut[15] = 127;
-            lut[0] = round == 2 ? 127 : -127;
+                lut[u] = round == 0 ? (int8_t)(u < 8 ? -64 + 9 * u : 64 - 9 * (15 - u))
+                         : round == 1 ? (int8_t)((int)(rnd() % 129) - 64)
+                                      : (int8_t)(u % 2 ? 64 : -64);
+            lut[15] = 64;
+            lut[0] = round >= 2 ? 64 : -64;
             for (int i = 0; i < N; i++)
                 slots[i] = (uint32_t)i;
             for (int i = 0; i < N; i++)
