@@ -27,13 +27,14 @@ enum { POOL_CLS = 1, POOL_MEAN = 2, POOL_MAX = 4, POOL_MEAN_SQRT = 8 };
  * The mapped originals are released after the copy, so each weight is
  * resident once. */
 typedef struct layer {
-    const float *qkv_p; /* (H, 3H): query, key, value columns side by side */
-    const float *qkv_b;  /* (3H) */
-    const float *ao_p, *ao_b;    /* attention output dense (H, H), (H) */
-    const float *aln_g, *aln_b;   /* attention LayerNorm (H) */
-    const float *i_p, *i_b;      /* intermediate dense (H, FF), (FF) */
-    const float *o_p, *o_b;      /* output dense (FF, H), (H) */
-    const float *oln_g, *oln_b;   /* output LayerNorm (H) */
+    /* Weights (out, in), packed. */
+    const float *qkv_p;         /* (3H, H): query, key, value rows stacked */
+    const float *qkv_b;         /* (3H) */
+    const float *ao_p, *ao_b;   /* attention output dense (H, H), (H) */
+    const float *aln_g, *aln_b; /* attention LayerNorm (H) */
+    const float *i_p, *i_b;     /* intermediate dense (FF, H), (FF) */
+    const float *o_p, *o_b;     /* output dense (H, FF), (H) */
+    const float *oln_g, *oln_b; /* output LayerNorm (H) */
 } layer;
 
 struct bert_model {

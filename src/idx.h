@@ -72,10 +72,12 @@
  *      memory order. Otherwise q . centroid (float) for every leaf and the
  *      rows of the nprobe best lists (IDX_NPROBE 16; idx_set_probe), at
  *      least as many rows as the search wants.
- *   2. q quantised to int8 (max|q| / 127); the exact int32 dot product with
- *      the 4-bit codes of those rows (AVX2: the nibbles become int8 levels
- *      by vpshufb, then |q| . sign(level, q) in vpmaddubsw, which cannot
- *      saturate for levels in [-127, 127], widened by vpmaddwd), scaled,
+ *   2. q quantised to int8 (max|q| / 63); the exact int32 dot product with
+ *      the 4-bit codes of those rows, levels halved to [-64, 64] (AVX2: the
+ *      nibbles become unsigned levels + 64 by vpshufb, times q in
+ *      vpmaddubsw; the two halves of each 64-component block add in int16,
+ *      which cannot overflow at these bounds, before vpmaddwd widens them;
+ *      64 * sum(q) comes off once), scaled,
  *      plus q . centre: a float score; a bounded min-heap keeps the best
  *      (ties: lower slot; which rows a search scores and their scores
  *      depend on the lists only, never on where rows sit in memory).
