@@ -145,10 +145,11 @@ tile(const int MR, const int NV, const int KU, const int MASKED, int K, const fl
 /* The tiles are not instrumented by AddressSanitizer (make asan): with a
  * shadow check on each of their loads they made the model ~7x slower
  * (test_embed under ASan 224 s against 33 s; a 64-text batch in the server
- * test 88 s), now that every product goes through them. Their reads stay inside a strip row (padded to 16 columns) and the
- * rows of A the caller passes; tests/test_gemm.c checks the results of every
- * shape and that C's gaps keep a sentinel, and the callers around them are
- * still instrumented. */
+ * test 88 s), now that every product goes through them. Their reads stay
+ * inside a strip row (padded to 16 columns) and the rows of A the caller
+ * passes; tests/test_gemm.c checks the results of every shape and that C's
+ * gaps keep a sentinel, and the callers around them are still
+ * instrumented. */
 #define NO_ASAN __attribute__((no_sanitize_address))
 
 typedef void (*tile_fn)(int K, const float *A, size_t lda, const float *B,

@@ -61,8 +61,10 @@ void idx_dot_u4_avx2(const int8_t *q, const int8_t *lv, const uint8_t *codes, si
     /* 64 * sum(q), the offset the unsigned levels add to every row */
     const __m256i one8 = _mm256_set1_epi8(1), ones = _mm256_set1_epi16(1);
     __m256i qs = _mm256_setzero_si256();
-    for (size_t o = 0; o < 2 * row; o += 32)
-        qs = _mm256_add_epi32(qs, _mm256_madd_epi16(_mm256_maddubs_epi16(one8, _mm256_loadu_si256((const __m256i *)(q + o))), ones));
+    for (size_t o = 0; o < 2 * row; o += 32) {
+        __m256i qv = _mm256_loadu_si256((const __m256i *)(q + o));
+        qs = _mm256_add_epi32(qs, _mm256_madd_epi16(_mm256_maddubs_epi16(one8, qv), ones));
+    }
     const int32_t off = 64 * hsum_epi32(qs);
     const __m128i off4 = _mm_set1_epi32(off);
     int i = 0;
