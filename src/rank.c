@@ -862,10 +862,6 @@ static unsigned leb_put(uint8_t *o, uint32_t y)
     return k + 1;
 }
 
-/* Build (or rebuild) the skill pass's structures from the live jobs and
- * forget the dirty slots; compacts the skill arena when changed jobs left
- * much of it behind. Caller holds the write lock (or is rank_open). On
- * failure the structures are absent and queries take the full pass. */
 int rank_cls_derive(rank_engine *e)
 {
     int c0 = e->ncls ? e->ncls : 1;
@@ -885,6 +881,10 @@ int rank_cls_derive(rank_engine *e)
     return 0;
 }
 
+/* Build (or rebuild) the skill pass's structures from the live jobs and
+ * forget the dirty slots; compacts the skill arena when changed jobs left
+ * much of it behind. Caller holds the write lock (or is rank_open). On
+ * failure the structures are absent and queries take the full pass. */
 static void accel_build(rank_engine *e, int V)
 {
     accel_free(e);

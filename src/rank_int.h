@@ -138,8 +138,6 @@ struct rank_engine {
 #define RCW_REQ(x) ((unsigned)(x) & 31)
 #define RCW_NICE(x) ((unsigned)(x) >> 5)
 
-/* The string arena's blocks (rank_str): SBLK_SIZE bytes, or one string
- * longer than that alone; zero-filled past the strings (snapshots). */
 /* cls_lw, cls_bound and cls_logf from cls_w (and ncls, the options):
  * allocated here; -1 when out of memory (the caller frees). */
 int rank_cls_derive(rank_engine *e);
@@ -150,6 +148,8 @@ int rank_fetch_exact(void *e, const uint32_t *slots, int n, float *vecs, jm_err 
 
 /* query profiles kept for rank_tune */
 #define RANK_QRING 1024
+/* The string arena's blocks (rank_str): SBLK_SIZE bytes, or one string
+ * longer than that alone; zero-filled past the strings (snapshots). */
 #define SBLK_SIZE 65536
 #define SBLK_MAX 65535
 
