@@ -371,8 +371,9 @@ int main(int argc, char **argv)
                nsum[0], nsum[1]);
         for (int set = 0; set < 2; set++)
             for (int k = 0; k < 4; k++)
-                printf("%-9s %-22s %9.3f %9.3f %7.3f\n", names[set], rn[k], sum[set][k].r1 / nsum[set],
-                       sum[set][k].r10 / nsum[set], sum[set][k].mrr / nsum[set]);
+                printf("%-9s %-22s %9.3f %9.3f %7.3f  (%.0f of %d in the top 10)\n", names[set], rn[k],
+                       sum[set][k].r1 / nsum[set], sum[set][k].r10 / nsum[set], sum[set][k].mrr / nsum[set],
+                       sum[set][k].r10, nsum[set]);
     }
     printf("# mean recommend time %.2f ms (1 thread, %d jobs)\n", nrec ? total_ms / nrec : 0, c.n);
     rank_close(e);
