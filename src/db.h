@@ -292,6 +292,11 @@ void db_hits_free(db_hit *h, int n);
 /* Database size in bytes (file size for SQLite, pg_database_size for PostgreSQL). */
 int db_size(db *d, int64_t *out, jm_err *err);
 
+/* About how many jobs the source holds, cheaply: a size hint for a bulk
+ * load, not a count (SQLite counts them, from the smallest index;
+ * PostgreSQL gives the planner's estimate, 0 for a table never analysed). */
+int db_jobs_estimate(db *d, int64_t *out, jm_err *err);
+
 /* ---------- helpers shared by both backends (db.c) ---------- */
 
 /* Mask the password of a postgres URL into buf ("postgresql://u:***@h/db"). */

@@ -36,6 +36,7 @@ typedef struct db_ops {
     int (*get_embedding)(db *d, const char *id, unsigned char **bytes, size_t *len, char **model, jm_err *err);
     void (*abort)(db *d);
     int (*size)(db *d, int64_t *out, jm_err *err);
+    int (*jobs_estimate)(db *d, int64_t *out, jm_err *err);
 
     /* Reading back (db.h). db.c checks the arguments and dispatches. */
     int (*scan_jobs)(db *d, const char *model_id, int with_embedding, db_row_fn fn, void *ctx, jm_err *err);

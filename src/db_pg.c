@@ -538,6 +538,28 @@ static void parse_count(PGresult *r, int row, int col, int64_t *out)
     *out = PQgetisnull(r, row, col) ? 0 : strtoll(PQgetvalue(r, row, col), NULL, 10);
 }
 
+static int pg_jobs_estimate(db *d, int64_t *out, jm_err *err)
+{
+    char qt[300];
+    int rc = db_quote_ident(d->src.table, qt, sizeof qt, err);
+    if (rc)
+        return rc;
+    pg_args a = {0};
+    PGresult *r = NULL;
+    arg_text(&a, qt);
+    rc = run(d, "estimating the job count",
+             "SELECT greatest(c.reltuples, 0)::bigint FROM pg_catalog.pg_class c"
+             " WHERE c.oid = pg_catalog.to_regclass($1)",
+             &a, &r, err);
+    args_free(&a);
+    if (rc)
+        return rc;
+    if (PQntuples(r) == 1)
+        parse_count(r, 0, 0, out);
+    PQclear(r);
+    return JM_OK;
+}
+
 static int pg_counts(db *d, const char *model_id, db_counts *out, jm_err *err)
 {
     char qt[300], qid[300];
@@ -1865,6 +1887,7 @@ static const db_ops pg_ops = {
     .upsert_jobs = pg_upsert_jobs,
     .delete_job = pg_delete_job,
     .counts = pg_counts,
+    .jobs_estimate = pg_jobs_estimate,
     .claim_jobs = pg_claim_jobs,
     .commit_jobs = pg_commit_jobs,
     .insert_skills = pg_insert_skills,

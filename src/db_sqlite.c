@@ -739,6 +739,24 @@ static int sq_size(db *d, int64_t *out, jm_err *err)
     return JM_OK;
 }
 
+static int sq_jobs_estimate(db *d, int64_t *out, jm_err *err)
+{
+    char qt[300], sql[400];
+    sqlite3_stmt *st;
+    int rc = db_quote_ident(d->src.table, qt, sizeof qt, err);
+    if (rc)
+        return rc;
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM %s", qt);
+    if ((rc = prepare(d, sql, &st, err)))
+        return rc;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        *out = sqlite3_column_int64(st, 0);
+    else
+        rc = sq_fail(d, err, "counting jobs");
+    sqlite3_finalize(st);
+    return rc;
+}
+
 /* ---------- change log and keyword search (schema version 2) ---------- */
 
 /* The quoted name of one of jobmatch's objects for table T: prefix + T. */
@@ -1382,6 +1400,7 @@ static const db_ops sqlite_ops = {
     .upsert_jobs = sq_upsert_jobs,
     .delete_job = sq_delete_job,
     .counts = sq_counts,
+    .jobs_estimate = sq_jobs_estimate,
     .claim_jobs = sq_claim_jobs,
     .commit_jobs = sq_commit_jobs,
     .insert_skills = sq_insert_skills,

@@ -374,6 +374,11 @@ static void test_upsert(db *d, raw *r)
     CHECK(db_upsert_jobs(d, jobs, 3, &changed, &err) == JM_OK && changed == 3, "[%s] insert 3: changed %d %s", kind,
           changed, err.msg);
     CHECK_COUNTS(d, MODEL, 3, 0, 0, 3);
+    /* the size hint for bulk loads: counted (SQLite) or the planner's
+     * estimate, which ANALYZE makes exact here (PostgreSQL) */
+    int64_t est = -1;
+    CHECK(raw_exec(r, "ANALYZE") == 0 && db_jobs_estimate(d, &est, &err) == JM_OK && est == 3,
+          "[%s] jobs estimate %lld: %s", kind, (long long)est, err.msg);
 
     char *before = raw_rows(r, "SELECT id, updated_at FROM jobs ORDER BY id", NULL);
     CHECK(before && strlen(before) > 0, "[%s] updated_at rows", kind);
