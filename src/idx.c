@@ -1294,6 +1294,31 @@ size_t idx_bytes(const idx *x)
     return b;
 }
 
+void idx_bulk_begin(idx *x, size_t n)
+{
+    if (x->nlist || x->ivf_min == SIZE_MAX || n < x->ivf_min)
+        return;
+    size_t p = x->ivf_min;
+    while (p <= n / 2)
+        p *= 2;
+    if (p > x->train_at)
+        x->train_at = p;
+}
+
+int idx_bulk_end(idx *x, jm_err *err)
+{
+    if (x->nlist || x->ivf_min == SIZE_MAX)
+        return JM_OK;
+    if (x->count < x->ivf_min) {
+        x->train_at = 0; /* the schedule as without idx_bulk_begin */
+        return JM_OK;
+    }
+    x->train_at = x->count;
+    if (maintain(x))
+        return jm_fail(err, JM_ENOMEM, "idx: out of memory training the lists");
+    return JM_OK;
+}
+
 int idx_set_ivf(idx *x, size_t min_n, jm_err *err)
 {
     if (min_n < 1)

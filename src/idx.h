@@ -211,6 +211,18 @@ void idx_free(idx *x); /* accepts NULL */
  * arrays). Costs address space only until the slots are written. */
 int idx_reserve(idx *x, uint32_t nslots, jm_err *err);
 
+/* A bulk load is about to bring the live count to about n (an estimate):
+ * the trainings of the lists that a later one of the schedule (ivf_min and
+ * each doubling) would replace before n are skipped, so the lists are first
+ * trained at the last point of the schedule at or below n: a load of 1M
+ * vectors trains once (at 524,288) instead of five times, and gets the same
+ * lists (a training starts afresh from the vectors there are). No-op once
+ * the lists exist. idx_bulk_end ends it: trains now if the load stopped
+ * short of that point with ivf_min vectors or more, else restores the
+ * schedule. */
+void idx_bulk_begin(idx *x, size_t n);
+int idx_bulk_end(idx *x, jm_err *err);
+
 /* Insert or replace the vector of `slot` (vec: float[dim], copied; should be
  * L2-normalised for the scores to be cosines). Grows the arrays as needed.
  * JM_EINVAL for a non-finite component or slot > IDX_MAX_SLOT, JM_ENOMEM if

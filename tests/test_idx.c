@@ -1520,6 +1520,86 @@ static void test_snapshot(void)
     free(qs);
 }
 
+/* idx_bulk_begin / idx_bulk_end: a bulk load trains the lists once, at the
+ * last point of the schedule at or below the estimate, and ends with the
+ * same lists and answers as one that trained at every point; a load that
+ * falls short trains at its end; one below ivf_min gets the schedule back. */
+static void test_bulk(void)
+{
+    enum { N = 9000, DIM = 64, NQ = 40 };
+    gen g;
+    gen_init(&g, DIM, 12, 60);
+    float *v = malloc(sizeof(float) * DIM * (N + NQ));
+    for (int i = 0; i < N + NQ; i++)
+        gen_vec(&g, v + (size_t)i * DIM);
+    gen_free(&g);
+    jm_err e;
+    idx *a, *b, *c, *d;
+    idx_new(DIM, &a, &e);
+    idx_new(DIM, &b, &e);
+    idx_new(DIM, &c, &e);
+    idx_new(DIM, &d, &e);
+    idx_set_ivf(a, 1000, &e);
+    idx_set_ivf(b, 1000, &e);
+    idx_set_ivf(c, 1000, &e);
+    idx_set_ivf(d, 1000, &e);
+    idx_bulk_begin(b, N); /* the schedule's points: 1000, 2000, 4000, 8000 */
+    int early = 0, bad = 0;
+    for (int i = 0; i < N; i++) {
+        bad += idx_set(a, (uint32_t)i, v + (size_t)i * DIM, &e) != JM_OK;
+        bad += idx_set(b, (uint32_t)i, v + (size_t)i * DIM, &e) != JM_OK;
+        if (i == 7998)
+            early = idx_nlist(b);
+        if (i == 1500)
+            CHECK(idx_nlist(a) > 0, "the plain load has lists at 1500: %d", idx_nlist(a));
+    }
+    CHECK(bad == 0, "%d failed sets", bad);
+    CHECK(early == 0, "no lists before 8000 in the bulk load: %d", early);
+    CHECK(idx_bulk_end(b, &e) == JM_OK && idx_nlist(b) == idx_nlist(a) && idx_nlist(a) > 50,
+          "the same list count: %d and %d", idx_nlist(b), idx_nlist(a));
+    idx_set_probe(a, 4, IDX_FILTER_EXP, &e);
+    idx_set_probe(b, 4, IDX_FILTER_EXP, &e);
+    int same = 0;
+    for (int q = 0; q < NQ; q++) {
+        idx_hit ha[20], hb[20];
+        int na = 0, nb = 0;
+        idx_search(a, v + (size_t)(N + q) * DIM, 20, NULL, ha, &na, &e);
+        idx_search(b, v + (size_t)(N + q) * DIM, 20, NULL, hb, &nb, &e);
+        int ok = na == 20 && nb == 20;
+        for (int k = 0; ok && k < 20; k++)
+            ok = ha[k].slot == hb[k].slot && ha[k].score == hb[k].score;
+        same += ok;
+    }
+    CHECK(same == NQ, "bulk and plain loads answer alike at 4 lists: %d of %d", same, NQ);
+    /* an estimate too high: no training during the load, one at its end */
+    idx_bulk_begin(c, N);
+    for (int i = 0; i < 5000; i++)
+        idx_set(c, (uint32_t)i, v + (size_t)i * DIM, &e);
+    int before = idx_nlist(c);
+    CHECK(before == 0 && idx_bulk_end(c, &e) == JM_OK && idx_nlist(c) > 50,
+          "a short bulk load trains at its end: %d lists before, %d after", before, idx_nlist(c));
+    /* below ivf_min: the schedule as without the hint */
+    idx_bulk_begin(d, N);
+    for (int i = 0; i < 500; i++)
+        idx_set(d, (uint32_t)i, v + (size_t)i * DIM, &e);
+    CHECK(idx_bulk_end(d, &e) == JM_OK && idx_nlist(d) == 0, "500 vectors: no lists (%d)", idx_nlist(d));
+    for (int i = 500; i < 1000; i++)
+        idx_set(d, (uint32_t)i, v + (size_t)i * DIM, &e);
+    CHECK(idx_nlist(d) > 0, "then lists at ivf_min: %d", idx_nlist(d));
+    int nd = idx_nlist(d);
+    idx_bulk_begin(d, N); /* lists exist: no effect */
+    for (int i = 1000; i < 1999; i++)
+        idx_set(d, (uint32_t)i, v + (size_t)i * DIM, &e);
+    idx_set(d, 1999, v + (size_t)1999 * DIM, &e);
+    CHECK(idx_nlist(d) != nd && idx_bulk_end(d, &e) == JM_OK, "with lists, the hint changes nothing: trained at "
+          "2000 (%d lists, %d before)", idx_nlist(d), nd);
+    idx_free(a);
+    idx_free(b);
+    idx_free(c);
+    idx_free(d);
+    free(v);
+}
+
 int main(void)
 {
     k_init();
@@ -1531,5 +1611,6 @@ int main(void)
     test_snapshot();
     test_recall();
     test_probe_need();
+    test_bulk();
     return CHECK_DONE("test_idx");
 }
