@@ -194,6 +194,10 @@ static int env_open(const common *c, env *v)
     rank_info in;
     rank_get_info(v->e, &in);
     if (o.snapshot && !in.from_snapshot && in.load_secs >= 1.0) {
+        /* with the index's probe depth measured (searches read every list
+         * until then), so that the runs which load it need not */
+        if (rank_tune(v->e, 0, NULL, &err) < 0)
+            fprintf(stderr, "jobmatch: note: %s\n", err.msg);
         if (rank_snapshot_save(v->e, o.snapshot, &err))
             fprintf(stderr, "jobmatch: note: %s\n", err.msg);
         else

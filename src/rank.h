@@ -126,9 +126,10 @@ typedef struct rank_info {
                             * or saved (0: none) */
     int index_lists;       /* the vector index's inverted lists (0: none yet) */
     int index_probe;       /* lists a search probes (see rank_tune); 0 without lists */
-    const char *probe_from; /* what set it: "default", "skills" (queries made
-                            * of the vocabulary's skills), "queries" (the
-                            * profiles of recent queries), "snapshot" */
+    const char *probe_from; /* what set it: "none" (not calibrated yet: every
+                            * list), "skills" (queries made of the
+                            * vocabulary's skills), "queries" (the profiles
+                            * of recent queries), "snapshot" */
 } rank_info;
 void rank_get_info(rank_engine *e, rank_info *out);
 
@@ -143,12 +144,13 @@ void rank_get_info(rank_engine *e, rank_info *out);
  * quarter (idx_probe_pick). The sample: the profiles of the last 1024
  * queries (recorded by rank_recommend) once there are 256, else 256
  * profiles made of the vocabulary's skills (3 to 5 skills drawn by how many
- * jobs list them, their embeddings averaged). Due: at rank_open when the
- * lists exist (unless a snapshot brought the depth), after a training of
- * the lists (the job count doubled), and when 1024 new queries came since
- * the last time, at most every 10 minutes (force: now). Costs a search of
+ * jobs list them, their embeddings averaged). Due: right after rank_open
+ * when the lists exist (unless a snapshot brought the depth; until then a
+ * search reads every list: exact, only slower), after a training of the
+ * lists (the job count doubled), and when 1024 new queries came since the
+ * last time, at most every 10 minutes (force: now). Costs a search of
  * every list and a fetch of 100 vectors per sample query (1,000 queries:
- * ~2.7 s at 100k jobs, ~18 s at 1M; the 256 at rank_open: 0.7 s / 4.5 s),
+ * ~2.7 s at 100k jobs, ~18 s at 1M; the 256 after rank_open: 0.7 s / 4.5 s),
  * under the read lock 32 queries at a time: queries go on meanwhile, and a
  * refresh waits for one batch at most. *stop (optional) set ends it early
  * without a change. The server calls it on a thread of its own. Measured

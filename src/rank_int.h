@@ -131,7 +131,7 @@ struct rank_engine {
     int tuned_nlist;           /* the index's list count then (a new training
                                 * changes it: calibrate again) */
     double tuned_at;           /* jm_now() then */
-    const char *tuned_on;      /* "default", "skills", "queries" */
+    const char *tuned_on;      /* "none", "skills", "queries", "snapshot" */
 };
 
 /* An rcw byte: min(required, 31) | min(nice-to-have, 7) << 5. */

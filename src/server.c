@@ -312,9 +312,10 @@ enum MHD_Result srv_db_failed(srv *s, req *r, struct MHD_Connection *c, int rc, 
     return srv_reply_error(s, r, c, 500, "internal", "%s", err->msg);
 }
 
-/* Write the engine snapshot when the engine moved past the last one: at
- * once after a start that scanned, else at most every 10 minutes (a write
- * reads ~430 MB at 1M jobs), and at a clean stop (force). */
+/* Write the engine snapshot when the engine moved past the last one: once
+ * the index's probe depth is calibrated after a start that scanned (the
+ * tuner thread does it within seconds), else at most every 10 minutes (a
+ * write reads ~430 MB at 1M jobs), and at a clean stop (force). */
 static void snapshot_maybe(srv *s, int force)
 {
     if (!s->snapshot[0] || !s->eng)
@@ -323,6 +324,8 @@ static void snapshot_maybe(srv *s, int force)
     rank_get_info(s->eng, &in);
     if (in.rev <= in.snapshot_rev || (!force && in.snapshot_rev && jm_now() - s->snap_last < 600))
         return;
+    if (!force && in.index_lists > 0 && !strcmp(in.probe_from, "none"))
+        return; /* not calibrated yet: the next run would have to again */
     jm_err err = {0};
     double t = jm_now();
     s->snap_last = t;

@@ -778,11 +778,12 @@ static void equivalence_suite(const char *url, const char *tag)
     db_close(d);
 }
 
-/* The index's probe depth (rank_tune): lists from 1,000 jobs on (ivf_min),
- * calibrated at rank_open on profiles made of the skills, again on the
- * recorded profiles once RANK_QRING queries came, then not until it is due. With
- * the depth set, the index's top 10 equal those of a search of every list
- * for the recorded profiles. */
+/* The index's probe depth (rank_tune): lists from 1,000 jobs on (ivf_min);
+ * after rank_open every list is searched, and calibration is due at once
+ * (also from a snapshot written before it): on profiles made of the
+ * skills, again on the recorded profiles once RANK_QRING queries came, then
+ * not until it is due. With the depth set, the index's top 10 equal those
+ * of a search of every list for the recorded profiles. */
 static void tune_part(db *d, const char *tag)
 {
     jm_err err = {0};
@@ -797,9 +798,38 @@ static void tune_part(db *d, const char *tag)
     }
     rank_info in;
     rank_get_info(e, &in);
-    CHECK(in.index_lists > 40 && in.index_probe >= 1 && !strcmp(in.probe_from, "skills"),
+    CHECK(in.index_lists > 40 && in.index_probe == in.index_lists && !strcmp(in.probe_from, "none"),
           "%s: at open: %d lists, %d probed, from %s", tag, in.index_lists, in.index_probe, in.probe_from);
-    CHECK(rank_tune(e, 0, NULL, &err) == 0, "%s: not due right after open", tag);
+    /* a snapshot of the engine before its calibration: calibrated once loaded */
+    char snap[] = "/tmp/jm_test_tune_XXXXXX";
+    int fd = mkstemp(snap);
+    if (fd >= 0)
+        close(fd);
+    CHECK(fd >= 0 && rank_snapshot_save(e, snap, &err) == 0, "%s: snapshot before calibrating: %s", tag, err.msg);
+    rank_opts so = o;
+    so.snapshot = snap;
+    rank_engine *e2 = NULL;
+    if (fd >= 0 && rank_open(d, model, &so, &e2, &err) == 0) {
+        rank_info i2;
+        rank_get_info(e2, &i2);
+        CHECK(i2.from_snapshot && i2.index_probe == i2.index_lists && !strcmp(i2.probe_from, "none"),
+              "%s: from the uncalibrated snapshot: %d of %d lists, from %s", tag, i2.index_probe, i2.index_lists,
+              i2.probe_from);
+        CHECK(rank_tune(e2, 0, NULL, &err) == 1, "%s: due after loading the uncalibrated snapshot: %s", tag, err.msg);
+        rank_get_info(e2, &i2);
+        CHECK(!strcmp(i2.probe_from, "skills") && i2.index_probe < i2.index_lists,
+              "%s: snapshot engine calibrated: %d of %d, from %s", tag, i2.index_probe, i2.index_lists, i2.probe_from);
+        rank_close(e2);
+    } else {
+        CHECK(0, "%s: open from the uncalibrated snapshot: %s", tag, err.msg);
+    }
+    if (fd >= 0)
+        unlink(snap);
+    CHECK(rank_tune(e, 0, NULL, &err) == 1, "%s: due right after open: %s", tag, err.msg);
+    rank_get_info(e, &in);
+    CHECK(in.index_probe >= 1 && in.index_probe < in.index_lists && !strcmp(in.probe_from, "skills"),
+          "%s: calibrated on the skills: %d of %d lists, from %s", tag, in.index_probe, in.index_lists, in.probe_from);
+    CHECK(rank_tune(e, 0, NULL, &err) == 0, "%s: not due right after calibrating", tag);
     int at_open = in.index_probe;
     const char *qs[40][4]; /* 2-4 skills of one group */
     for (int i = 0; i < 40; i++)
