@@ -216,10 +216,14 @@ int db_get_job_embedding(db *d, const char *id, float **out, int *dim, char **mo
 
 static int parse_own_json_block(const char *p, db_skill **out, int *n);
 
-int db_row_emit(db_row *r, const char *skills, db_row_fn fn, void *ctx)
+int db_row_emit(db_row *r, const char *skills, int mode, db_row_fn fn, void *ctx)
 {
     r->job.skills = NULL;
     r->job.nskills = 0;
+    if (mode & DB_ROWS_RAW_SKILLS) {
+        r->skills_raw = skills;
+        return fn(ctx, r);
+    }
     /* the stored form in one allocation (scanning every job parses one list
      * each: one malloc instead of one per skill), else the general parser */
     const char *p = skills;
@@ -237,13 +241,49 @@ int db_row_emit(db_row *r, const char *skills, db_row_fn fn, void *ctx)
     return rc;
 }
 
-int db_scan_jobs(db *d, const char *model_id, int with_embedding, db_row_fn fn, void *ctx, jm_err *err)
+int db_scan_jobs(db *d, const char *model_id, int flags, db_row_fn fn, void *ctx, jm_err *err)
 {
     if (!fn)
         return jm_fail(err, JM_EINVAL, "scan: no callback");
     if (!model_id)
-        with_embedding = 0;
-    return d->ops->scan_jobs(d, model_id, with_embedding, fn, ctx, err);
+        flags &= ~DB_SCAN_EMBEDDING;
+    return d->ops->scan_jobs(d, model_id, flags, fn, ctx, err);
+}
+
+int db_skills_parse(const char *value, db_skill **out, int *n)
+{
+    *out = NULL;
+    *n = 0;
+    const char *p = value;
+    while (p && isspace((unsigned char)*p))
+        p++;
+    if (!p || (*p == '[' && parse_own_json_block(p, out, n)))
+        return JM_OK;
+    /* any other form: parsed name by name, then packed as one block */
+    db_skill *sk = NULL;
+    int ns = 0;
+    db_parse_skills(value, &sk, &ns);
+    size_t bytes = 0;
+    for (int i = 0; i < ns; i++)
+        bytes += strlen(sk[i].name) + 1;
+    db_skill *a = ns ? malloc(sizeof(db_skill) * (size_t)ns + bytes) : NULL;
+    char *txt = a ? (char *)(a + ns) : NULL;
+    for (int i = 0; i < ns; i++) {
+        if (a) {
+            size_t len = strlen(sk[i].name) + 1;
+            memcpy(txt, sk[i].name, len);
+            a[i].name = txt;
+            a[i].required = sk[i].required;
+            txt += len;
+        }
+        free(sk[i].name);
+    }
+    free(sk);
+    if (ns && !a)
+        return JM_ENOMEM;
+    *out = a;
+    *n = ns;
+    return JM_OK;
 }
 
 int db_changes(db *d, const char *model_id, int64_t since, db_row_fn fn, void *ctx, int64_t *now, jm_err *err)

@@ -225,18 +225,29 @@ typedef struct db_row {
     size_t emb_len;
     int64_t rev;  /* change counter of the row's last change (see db_changes) */
     int deleted;  /* db_changes only: the job is gone (only job.id is set) */
+    const char *skills_raw; /* db_scan_jobs with DB_SCAN_RAW_SKILLS: the stored skills value */
 } db_row;
 
 /* Nonzero return stops the scan and is returned. */
 typedef int (*db_row_fn)(void *ctx, const db_row *row);
 
-/* Every job of the source in id order; with_embedding = 0 (or model_id NULL)
- * skips reading the vectors (emb is then NULL). Only current embeddings are
- * returned: made by model_id from the job's current text (the staleness
- * rule above; stale ones count as none). Streams: memory does not grow with
- * the table (PostgreSQL reads pages of 2,000 rows; SQLite steps one
- * statement, so fn may read from the store but should not write to it). */
-int db_scan_jobs(db *d, const char *model_id, int with_embedding, db_row_fn fn, void *ctx, jm_err *err);
+/* Every job of the source in id order. flags: DB_SCAN_EMBEDDING reads the
+ * vectors (without it, or with model_id NULL, emb is NULL); only current
+ * embeddings are returned: made by model_id from the job's current text (the
+ * staleness rule above; stale ones count as none). DB_SCAN_RAW_SKILLS hands
+ * each job's stored skills value over unparsed, as skills_raw (job.skills
+ * is then empty; db_skills_parse parses it), so that a caller can parse on
+ * another thread. Streams: memory does not grow with the table (PostgreSQL
+ * reads pages of 2,000 rows; SQLite steps one statement, so fn may read
+ * from the store but should not write to it). */
+#define DB_SCAN_EMBEDDING 1
+#define DB_SCAN_RAW_SKILLS 2
+int db_scan_jobs(db *d, const char *model_id, int flags, db_row_fn fn, void *ctx, jm_err *err);
+
+/* A stored skills value (JSON or a comma list, as db_row_emit reads it) as
+ * one malloc'd block: *out (free it) holds *n skills and their names. NULL
+ * and 0 for NULL or no skills; JM_ENOMEM. */
+int db_skills_parse(const char *value, db_skill **out, int *n);
 
 /* The change counter: every insert, update (content or embedding) and delete
  * of a job bumps it (schema version 2: a change log kept by triggers, one

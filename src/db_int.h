@@ -39,7 +39,7 @@ typedef struct db_ops {
     int (*jobs_estimate)(db *d, int64_t *out, jm_err *err);
 
     /* Reading back (db.h). db.c checks the arguments and dispatches. */
-    int (*scan_jobs)(db *d, const char *model_id, int with_embedding, db_row_fn fn, void *ctx, jm_err *err);
+    int (*scan_jobs)(db *d, const char *model_id, int flags, db_row_fn fn, void *ctx, jm_err *err);
     int (*changes)(db *d, const char *model_id, int64_t since, db_row_fn fn, void *ctx, int64_t *now,
                    jm_err *err);
     /* Calls fn once with the job's row (embedding not read) if the job exists. */
@@ -104,8 +104,12 @@ void db_str_free(db_str *b);
 
 /* Hand a row to the caller: parses `skills` (any form db_parse_skills takes,
  * NULL for none) into r->job.skills for the duration of the call and frees
- * it afterwards. The other fields of r point into the backend's result. */
-int db_row_emit(db_row *r, const char *skills, db_row_fn fn, void *ctx);
+ * it afterwards; with mode & DB_ROWS_RAW_SKILLS, hands it over unparsed as
+ * r->skills_raw. The other fields of r point into the backend's result.
+ * mode & DB_ROWS_CHANGES: rows of db_changes (the backends' C_PRESENT). */
+#define DB_ROWS_CHANGES 1
+#define DB_ROWS_RAW_SKILLS 2
+int db_row_emit(db_row *r, const char *skills, int mode, db_row_fn fn, void *ctx);
 
 /* The keyword search of a source: which of its columns are indexed and how
  * each is weighted. jobmatch's own table: title 'A', skill_names 'B',

@@ -1417,16 +1417,16 @@ static int check_types(db *d, const PGresult *r, jm_err *err)
     return JM_OK;
 }
 
-static int pg_row(const PGresult *r, int i, int changes, db_row_fn fn, void *ctx)
+static int pg_row(const PGresult *r, int i, int mode, db_row_fn fn, void *ctx)
 {
     db_row row;
     memset(&row, 0, sizeof row);
     db_job_init(&row.job);
     row.job.id = (char *)bin_text(r, i, C_ID);
     row.rev = bin_i8(r, i, C_REV);
-    if (changes && bin_bool(r, i, C_PRESENT) != 1) {
+    if ((mode & DB_ROWS_CHANGES) && bin_bool(r, i, C_PRESENT) != 1) {
         row.deleted = 1;
-        return db_row_emit(&row, NULL, fn, ctx);
+        return db_row_emit(&row, NULL, mode, fn, ctx);
     }
     row.job.title = (char *)bin_text(r, i, C_TITLE);
     row.job.company = (char *)bin_text(r, i, C_COMPANY);
@@ -1443,7 +1443,7 @@ static int pg_row(const PGresult *r, int i, int changes, db_row_fn fn, void *ctx
         row.emb = (const unsigned char *)PQgetvalue(r, i, C_EMB);
         row.emb_len = (size_t)PQgetlength(r, i, C_EMB);
     }
-    return db_row_emit(&row, bin_text(r, i, C_SKILLS), fn, ctx);
+    return db_row_emit(&row, bin_text(r, i, C_SKILLS), mode, fn, ctx);
 }
 
 /* How a change-log id (text) meets the source's id column: directly for a
@@ -1549,7 +1549,7 @@ static int arg_set(pg_args *a, int k, const char *s)
 
 /* Run one page (binary results) and hand its rows to fn. *n is the number of
  * rows; *last (malloc'd) the cursor column's value of the last row. */
-static int run_page(db *d, const char *what, const char *sql, const pg_args *a, int changes, int cursor_col,
+static int run_page(db *d, const char *what, const char *sql, const pg_args *a, int mode, int cursor_col,
                     db_row_fn fn, void *ctx, int *n, char **last, jm_err *err)
 {
     PGresult *r;
@@ -1560,7 +1560,7 @@ static int run_page(db *d, const char *what, const char *sql, const pg_args *a, 
     if ((rc = check_types(d, r, err)) == JM_OK) {
         *n = PQntuples(r);
         for (int i = 0; rc == JM_OK && i < *n; i++)
-            rc = pg_row(r, i, changes, fn, ctx);
+            rc = pg_row(r, i, mode, fn, ctx);
         if (rc == JM_OK && *n > 0 && last) {
             free(*last);
             if (cursor_col == C_REV) {
@@ -1580,7 +1580,7 @@ static int run_page(db *d, const char *what, const char *sql, const pg_args *a, 
 
 /* Keyset pages of DB_PAGE_ROWS in id order: the memory of a scan does not
  * grow with the table, and fn may use the connection between pages. */
-static int pg_scan_jobs(db *d, const char *model_id, int with_embedding, db_row_fn fn, void *ctx, jm_err *err)
+static int pg_scan_jobs(db *d, const char *model_id, int flags, db_row_fn fn, void *ctx, jm_err *err)
 {
     char qt[300], qi[300];
     int rc = source_idents(d, qt, qi, err);
@@ -1589,7 +1589,7 @@ static int pg_scan_jobs(db *d, const char *model_id, int with_embedding, db_row_
     pg_args a = {0};
     db_str cols = {0}, sql1 = {0}, sqln = {0};
     char *last = NULL;
-    if ((rc = row_cols_sql(d, with_embedding, model_id, &a, &cols, err)))
+    if ((rc = row_cols_sql(d, flags & DB_SCAN_EMBEDDING, model_id, &a, &cols, err)))
         goto out;
     int pc = arg_text(&a, ""); /* the cursor: the last id of the previous page */
     /* rev by a lookup per row: a join would tempt the planner into merging
@@ -1615,8 +1615,8 @@ static int pg_scan_jobs(db *d, const char *model_id, int with_embedding, db_row_
             rc = jm_fail(err, JM_ENOMEM, "out of memory");
             break;
         }
-        rc = run_page(d, "scanning jobs", page ? sqln.s : sql1.s, page ? &a : &first, 0, C_ID, fn, ctx, &n, &last,
-                      err);
+        rc = run_page(d, "scanning jobs", page ? sqln.s : sql1.s, page ? &a : &first,
+                      flags & DB_SCAN_RAW_SKILLS ? DB_ROWS_RAW_SKILLS : 0, C_ID, fn, ctx, &n, &last, err);
     }
 out:
     free(last);
@@ -1670,7 +1670,7 @@ static int pg_changes(db *d, const char *model_id, int64_t since, db_row_fn fn, 
             rc = jm_fail(err, JM_ENOMEM, "out of memory");
             break;
         }
-        rc = run_page(d, "reading changes", sql.s, &a, 1, C_REV, fn, ctx, &n, &last, err);
+        rc = run_page(d, "reading changes", sql.s, &a, DB_ROWS_CHANGES, C_REV, fn, ctx, &n, &last, err);
         if (rc && jk == JOIN_CAST && cast_failed(d)) {
             jk = JOIN_AS_TEXT;
             rc = JM_OK;

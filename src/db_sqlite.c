@@ -1075,18 +1075,18 @@ static int read_sql(db *d, text_expr *t, int with_emb, const char *head, const c
 
 static const char *col_text(sqlite3_stmt *st, int i) { return (const char *)sqlite3_column_text(st, i); }
 
-/* Hand the current row of st to fn. changes: C_PRESENT says whether the job
- * still exists. */
-static int sq_row(sqlite3_stmt *st, int changes, db_row_fn fn, void *ctx)
+/* Hand the current row of st to fn. mode: DB_ROWS_* (with DB_ROWS_CHANGES,
+ * C_PRESENT says whether the job still exists). */
+static int sq_row(sqlite3_stmt *st, int mode, db_row_fn fn, void *ctx)
 {
     db_row r;
     memset(&r, 0, sizeof r);
     db_job_init(&r.job);
     r.job.id = (char *)col_text(st, C_ID);
     r.rev = sqlite3_column_int64(st, C_REV);
-    if (changes && !sqlite3_column_int(st, C_PRESENT)) {
+    if ((mode & DB_ROWS_CHANGES) && !sqlite3_column_int(st, C_PRESENT)) {
         r.deleted = 1;
-        return db_row_emit(&r, NULL, fn, ctx);
+        return db_row_emit(&r, NULL, mode, fn, ctx);
     }
     r.job.title = (char *)col_text(st, C_TITLE);
     r.job.company = (char *)col_text(st, C_COMPANY);
@@ -1109,15 +1109,15 @@ static int sq_row(sqlite3_stmt *st, int changes, db_row_fn fn, void *ctx)
         if (!r.emb_len)
             r.emb = NULL;
     }
-    return db_row_emit(&r, skills, fn, ctx);
+    return db_row_emit(&r, skills, mode, fn, ctx);
 }
 
 /* Step st to the end, handing each row to fn; fn's nonzero result stops it. */
-static int sq_stream(db *d, sqlite3_stmt *st, int changes, db_row_fn fn, void *ctx, const char *what, jm_err *err)
+static int sq_stream(db *d, sqlite3_stmt *st, int mode, db_row_fn fn, void *ctx, const char *what, jm_err *err)
 {
     int s, rc = JM_OK;
     while ((s = sqlite3_step(st)) == SQLITE_ROW)
-        if ((rc = sq_row(st, changes, fn, ctx)))
+        if ((rc = sq_row(st, mode, fn, ctx)))
             return rc;
     return s == SQLITE_DONE ? JM_OK : sq_fail(d, err, what);
 }
@@ -1132,7 +1132,7 @@ static int rev_join(db *d, char *buf, size_t cap, jm_err *err)
     return rc;
 }
 
-static int sq_scan_jobs(db *d, const char *model_id, int with_embedding, db_row_fn fn, void *ctx, jm_err *err)
+static int sq_scan_jobs(db *d, const char *model_id, int flags, db_row_fn fn, void *ctx, jm_err *err)
 {
     char qt[300], qi[300], join[400], head[400], tail[2048];
     int rc;
@@ -1145,12 +1145,12 @@ static int sq_scan_jobs(db *d, const char *model_id, int with_embedding, db_row_
     text_expr t;
     char *sql;
     sqlite3_stmt *st = NULL;
-    if ((rc = read_sql(d, &t, with_embedding, head, tail, &sql, err)))
+    if ((rc = read_sql(d, &t, flags & DB_SCAN_EMBEDDING, head, tail, &sql, err)))
         return rc;
     if ((rc = prepare(d, sql, &st, err)) == JM_OK) {
         sqlite3_bind_text(st, 1, model_id, -1, SQLITE_STATIC);
         text_expr_bind(&t, st);
-        rc = sq_stream(d, st, 0, fn, ctx, "scanning jobs", err);
+        rc = sq_stream(d, st, flags & DB_SCAN_RAW_SKILLS ? DB_ROWS_RAW_SKILLS : 0, fn, ctx, "scanning jobs", err);
         sqlite3_finalize(st);
     }
     free(sql);
@@ -1190,7 +1190,7 @@ static int sq_changes(db *d, const char *model_id, int64_t since, db_row_fn fn, 
         sqlite3_bind_int64(st, 2, since);
         sqlite3_bind_int64(st, 3, *now);
         text_expr_bind(&t, st);
-        rc = sq_stream(d, st, 1, fn, ctx, "reading changes", err);
+        rc = sq_stream(d, st, DB_ROWS_CHANGES, fn, ctx, "reading changes", err);
         sqlite3_finalize(st);
     }
     free(sql);

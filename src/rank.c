@@ -541,26 +541,19 @@ static int on_row(void *ctx, const db_row *r)
  * with 4 the scan stalled, 0.15 s of a 100,000-job load); its buffers cost
  * up to ~18 MB during the load (~290 KB a batch), none after. */
 #define LB_ROWS 128
-#define LB_QUEUE 64
+#define LB_QUEUE 48
 
 typedef struct lrow {
-    uint32_t id, title, company, location, emp, sen, posted, emb; /* text offsets; UINT32_MAX = NULL */
-    uint32_t emb_len, sk, nsk;
+    uint32_t id, title, company, location, emp, sen, posted, emb, skills; /* text offsets; UINT32_MAX = NULL */
+    uint32_t emb_len;
     int remote;
     double smin, smax;
     int64_t rev;
 } lrow;
 
-typedef struct lskill {
-    uint32_t name;
-    int req;
-} lskill;
-
 typedef struct lbatch {
     lrow rows[LB_ROWS];
     int n;
-    lskill *sk;
-    size_t nsk, skcap; /* entries */
     char *txt;
     size_t len, cap;   /* bytes */
 } lbatch;
@@ -631,12 +624,13 @@ static int loader_push(loader *L)
     pthread_mutex_unlock(&L->mu);
     lbatch *b = &L->b[L->filling];
     b->n = 0;
-    b->nsk = 0;
     b->len = 0;
     return rc;
 }
 
-/* The scan's callback: copy the row into the filling batch. */
+/* The scan's callback: copy the row into the filling batch (the skills
+ * value as stored: the builder parses it, which evens the two threads'
+ * work; the scan, hashing every text, is the longer). */
 static int loader_row(void *ctx, const db_row *r)
 {
     loader *L = ctx;
@@ -657,15 +651,8 @@ static int loader_row(void *ctx, const db_row *r)
     x->smin = j->salary_min;
     x->smax = j->salary_max;
     x->rev = r->rev;
-    size_t skcap = b->skcap * sizeof(lskill);
-    if (lb_grow((void **)&b->sk, &skcap, (b->nsk + (size_t)j->nskills) * sizeof(lskill)))
-        return jm_fail(&L->serr, JM_ENOMEM, "out of memory");
-    b->skcap = skcap / sizeof(lskill);
-    x->sk = (uint32_t)b->nsk;
-    x->nsk = (uint32_t)j->nskills;
-    for (int k = 0; k < j->nskills; k++)
-        b->sk[b->nsk++] = (lskill){lb_str(b, j->skills[k].name, &oom), j->skills[k].required};
-    if (oom || r->emb_len > UINT32_MAX || b->len > UINT32_MAX / 2 || b->nsk > UINT32_MAX / 2)
+    x->skills = lb_str(b, r->skills_raw, &oom);
+    if (oom || r->emb_len > UINT32_MAX || b->len > UINT32_MAX / 2)
         return jm_fail(&L->serr, JM_ENOMEM, "out of memory");
     if (++b->n == LB_ROWS || b->len > ((size_t)1 << 22))
         return loader_push(L);
@@ -680,7 +667,8 @@ static void *loader_scan(void *arg)
     prctl(PR_SET_NAME, "jm-load-scan"); /* for perf and top */
     struct timespec ts0, ts1;
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts0);
-    int rc = db_scan_jobs(e->d, e->model_id, e->ix != NULL, loader_row, L, &L->serr);
+    int rc = db_scan_jobs(e->d, e->model_id, (e->ix ? DB_SCAN_EMBEDDING : 0) | DB_SCAN_RAW_SKILLS, loader_row, L,
+                          &L->serr);
     if (rc == JM_OK && L->b[L->filling].n)
         rc = loader_push(L);
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts1);
@@ -698,8 +686,7 @@ static void *loader_scan(void *arg)
 /* Apply the full batches as they come until the scan is done. */
 static int loader_build(loader *L, int *applied, jm_err *err)
 {
-    db_skill *sk = NULL;
-    int skcap = 0, rc = JM_OK;
+    int rc = JM_OK;
     struct {
         rank_engine *e;
         jm_err *err;
@@ -718,21 +705,12 @@ static int loader_build(loader *L, int *applied, jm_err *err)
         lbatch *b = &L->b[bi];
         for (int i = 0; i < b->n && rc == JM_OK; i++) {
             const lrow *x = &b->rows[i];
-            if ((int)x->nsk > skcap) {
-                skcap = (int)x->nsk * 2;
-                db_skill *ns = realloc(sk, sizeof(db_skill) * (size_t)skcap);
-                if (!ns) {
-                    rc = jm_fail(err, JM_ENOMEM, "out of memory");
-                    break;
-                }
-                sk = ns;
-            }
-            for (uint32_t k = 0; k < x->nsk; k++) {
-                sk[k].name = b->txt + b->sk[x->sk + k].name;
-                sk[k].required = b->sk[x->sk + k].req;
-            }
             db_row r;
             memset(&r, 0, sizeof r);
+            if (db_skills_parse(lb_get(b, x->skills), &r.job.skills, &r.job.nskills)) {
+                rc = jm_fail(err, JM_ENOMEM, "out of memory");
+                break;
+            }
             r.job.id = (char *)lb_get(b, x->id);
             r.job.title = (char *)lb_get(b, x->title);
             r.job.company = (char *)lb_get(b, x->company);
@@ -743,12 +721,11 @@ static int loader_build(loader *L, int *applied, jm_err *err)
             r.job.remote = x->remote;
             r.job.salary_min = x->smin;
             r.job.salary_max = x->smax;
-            r.job.skills = sk;
-            r.job.nskills = (int)x->nsk;
             r.emb = (const unsigned char *)lb_get(b, x->emb);
             r.emb_len = x->emb_len;
             r.rev = x->rev;
             rc = on_row(&c, &r);
+            free(r.job.skills);
         }
         pthread_mutex_lock(&L->mu);
         if (rc && !L->rc)
@@ -758,7 +735,6 @@ static int loader_build(loader *L, int *applied, jm_err *err)
         pthread_cond_broadcast(&L->cv);
         pthread_mutex_unlock(&L->mu);
     }
-    free(sk);
     *applied = c.applied;
     return rc;
 }
@@ -787,7 +763,7 @@ static int load_jobs(rank_engine *e, int *applied, jm_err *err)
     }
     if (!started) {
         free(L);
-        int rc = db_scan_jobs(e->d, e->model_id, e->ix != NULL, on_row, &c, err);
+        int rc = db_scan_jobs(e->d, e->model_id, e->ix ? DB_SCAN_EMBEDDING : 0, on_row, &c, err);
         *applied = c.applied;
         return rc;
     }
@@ -804,8 +780,6 @@ static int load_jobs(rank_engine *e, int *applied, jm_err *err)
         *err = L->serr;
     }
     for (int i = 0; i <= LB_QUEUE; i++) {
-        if (L->b[i].sk)
-            munmap(L->b[i].sk, L->b[i].skcap * sizeof(lskill));
         if (L->b[i].txt)
             munmap(L->b[i].txt, L->b[i].cap);
     }
@@ -2991,7 +2965,7 @@ int rank_recommend(rank_engine *e, bert_pool *pool, const rank_query *q, rank_re
                 sem[s] = NAN;
             stream_ctx sc = {e, p.profile, allow, sem, tmp};
             pthread_mutex_lock(&e->dblock);
-            rc = db_scan_jobs(e->d, e->model_id, 1, on_stream_row, &sc, err);
+            rc = db_scan_jobs(e->d, e->model_id, DB_SCAN_EMBEDDING, on_stream_row, &sc, err);
             pthread_mutex_unlock(&e->dblock);
             free(tmp);
             if (rc)

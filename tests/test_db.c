@@ -756,6 +756,7 @@ typedef struct rows {
     got_row *r;
     int n, cap;
     int stop_after; /* > 0: return 7 from the callback after this many rows */
+    int odd;        /* collect_raw: rows whose skills came parsed */
 } rows;
 
 static int collect(void *ctx, const db_row *row)
@@ -905,6 +906,21 @@ static int has_id(const char *list, const char *id)
     return 0;
 }
 
+/* A scan with DB_SCAN_RAW_SKILLS: the row as collect keeps it, with its
+ * skills parsed from skills_raw by db_skills_parse; counts rows whose
+ * job.skills came parsed anyway. */
+static int collect_raw(void *ctx, const db_row *row)
+{
+    rows *s = ctx;
+    db_row r = *row;
+    s->odd += row->job.nskills != 0 || row->job.skills != NULL;
+    if (db_skills_parse(row->skills_raw, &r.job.skills, &r.job.nskills))
+        return -1;
+    int rc = collect(ctx, &r);
+    free(r.job.skills);
+    return rc;
+}
+
 /* Scan, get_job, get_embeddings and scan_skills on jobmatch's own table, as
  * test_odd_ids_and_volume left it (everything fresh for MODEL). */
 static void test_read_back(db *d, raw *r)
@@ -949,6 +965,21 @@ static void test_read_back(db *d, raw *r)
     CHECK(cj && cj->remote == -1 && isnan(cj->smin) && isnan(cj->smax) && !cj->desc && cj->posted &&
               !strcmp(cj->posted, "2026-01-02") && cj->nskills == 0,
           "[%s] row c: unknowns stay unknown", kind);
+    /* the skills handed over unparsed, then parsed by db_skills_parse: as the scan parses them */
+    rows raw_all = {0};
+    CHECK(db_scan_jobs(d, MODEL, DB_SCAN_EMBEDDING | DB_SCAN_RAW_SKILLS, collect_raw, &raw_all, &err) == JM_OK &&
+              raw_all.n == all.n && raw_all.odd == 0,
+          "[%s] raw-skills scan: %d rows of %d, %d parsed anyway: %s", kind, raw_all.n, all.n, raw_all.odd, err.msg);
+    int alike = 0, listed = 0;
+    for (int i = 0; i < raw_all.n && i < all.n; i++) {
+        got_row *x = &raw_all.r[i], *y = &all.r[i];
+        listed += y->nskills > 0;
+        alike += !strcmp(x->id, y->id) && x->nskills == y->nskills && x->req0 == y->req0 && x->req1 == y->req1 &&
+                 (!y->skill0 ? !x->skill0 : x->skill0 && !strcmp(x->skill0, y->skill0)) && x->emb_len == y->emb_len;
+    }
+    CHECK(alike == all.n && listed > 0, "[%s] raw skills parsed alike on %d of %d rows (%d with skills)", kind, alike,
+          all.n, listed);
+    rows_free(&raw_all);
     rows_free(&all);
 
     /* without vectors; for another model; a callback that stops the scan */
@@ -1869,9 +1900,41 @@ static void pg_drop(const char *url, const char *name)
     PQfinish(c);
 }
 
+/* db_skills_parse: every stored form, as one block. */
+static void test_skills_parse(void)
+{
+    static const struct {
+        const char *value;
+        int n;
+        const char *first;
+        int req0;
+    } cases[] = {
+        {"[{\"name\":\"Python\",\"required\":true},{\"name\":\"SQL\",\"required\":false}]", 2, "Python", 1},
+        {"[\"Go\", \"Rust\", \"C\"]", 3, "Go", 1},
+        {"Python, ~SQL; Docker", 3, "Python", 1},
+        {"{C++,\"Visual Basic\"}", 2, "C++", 1},
+        {"[{\"name\":\"Esc\\\"aped\",\"required\":false}]", 1, "Esc\"aped", 0},
+        {"", 0, NULL, 0},
+        {NULL, 0, NULL, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        db_skill *s = (db_skill *)1;
+        int n = -1;
+        int rc = db_skills_parse(cases[i].value, &s, &n);
+        int ok = rc == JM_OK && n == cases[i].n && (n ? s != NULL : s == NULL);
+        if (ok && n)
+            ok = !strcmp(s[0].name, cases[i].first) && s[0].required == cases[i].req0;
+        CHECK(ok, "db_skills_parse case %zu (%s): rc %d, %d skills, first %s", i,
+              cases[i].value ? cases[i].value : "NULL", rc, n, ok && n ? s[0].name : "-");
+        if (rc == JM_OK)
+            free(s);
+    }
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
+    test_skills_parse();
     const char *pg_url = getenv("JM_TEST_PG_URL");
     if (pg_url && !*pg_url)
         pg_url = NULL;
