@@ -12,7 +12,12 @@ endif
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CFLAGS  ?=
-ALL_CFLAGS = $(CSTD) $(OPT) $(WARN) $(SANFLAGS) $(PKG_CFLAGS) -Isrc $(CFLAGS)
+# Functions start on a cache line: otherwise the hot kernels' alignment moves
+# with whatever is linked before them, and with it a cold query's time, by
+# ~0.4 ms of 8 at 100,000 jobs (measured between two builds differing only
+# in unrelated code).
+ALIGN   := -falign-functions=64
+ALL_CFLAGS = $(CSTD) $(OPT) $(ALIGN) $(WARN) $(SANFLAGS) $(PKG_CFLAGS) -Isrc $(CFLAGS)
 LDLIBS  = $(PKG_LIBS) -lpthread -lm
 LDFLAGS ?=
 
@@ -119,7 +124,10 @@ run: all model
 bench: benches model
 	@sh bench/run.sh
 
+# The build's products only: the benchmark stores and snapshots beside them
+# in build/ (bench-*.db, *.snapshot) take from a minute to most of an hour
+# to make again.
 clean:
-	rm -rf build jobmatch
+	rm -rf build/obj build/bench build/tests build/asan build/libjobmatch.a build/jobmatch build/.deps-ok jobmatch
 
 -include $(wildcard $(BUILD)/obj/*.d $(BUILD)/obj/cli/*.d)
