@@ -140,7 +140,7 @@ void rank_get_info(rank_engine *e, rank_info *out);
  * 10 depends on the data and on the queries. So the depth is measured, not
  * guessed: for sample queries, the exact top 10 from a search of every
  * list, and how deep in the query's order of lists the farthest of them
- * lies (idx_probe_need); the depth set covers 99% of the sample, plus a
+ * lies (idx_probe_need); the depth set covers 99.5% of the sample, plus a
  * quarter (idx_probe_pick). The sample: the profiles of the last 1024
  * queries (recorded by rank_recommend) once there are 256, else 256
  * profiles made of the vocabulary's skills (3 to 5 skills drawn by how many
