@@ -82,6 +82,13 @@ double jm_now(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+double jm_thread_cpu(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 /* ---------- binary files with a checksum ---------- */
 
 static inline uint64_t mix64(uint64_t x)

@@ -46,6 +46,8 @@ int jm_ncpu(void);
 
 /* Monotonic clock in seconds. */
 double jm_now(void);
+/* CPU time the calling thread has used, in seconds. */
+double jm_thread_cpu(void);
 
 /* ---- Binary files with a running checksum (the engine snapshot) ----
  * A writer and a reader make the same sequence of jm_bin_write / jm_bin_read

@@ -666,16 +666,13 @@ static void *loader_scan(void *arg)
     loader *L = arg;
     rank_engine *e = L->e;
     prctl(PR_SET_NAME, "jm-load-scan"); /* for perf and top */
-    struct timespec ts0, ts1;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts0);
+    double cpu = jm_thread_cpu();
     int rc = db_scan_jobs(e->d, e->model_id, (e->ix ? DB_SCAN_EMBEDDING : 0) | DB_SCAN_RAW_SKILLS, loader_row, L,
                           &L->serr);
     if (rc == JM_OK && L->b[L->filling].n)
         rc = loader_push(L);
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts1);
     if (getenv("JOBMATCH_TRACE"))
-        fprintf(stderr, "rank: load: the scan thread used %.3f s of CPU\n",
-                (ts1.tv_sec - ts0.tv_sec) + (ts1.tv_nsec - ts0.tv_nsec) * 1e-9);
+        fprintf(stderr, "rank: load: the scan thread used %.3f s of CPU\n", jm_thread_cpu() - cpu);
     pthread_mutex_lock(&L->mu);
     L->scan_rc = rc;
     L->done = 1;
@@ -768,13 +765,10 @@ static int load_jobs(rank_engine *e, int *applied, jm_err *err)
         *applied = c.applied;
         return rc;
     }
-    struct timespec ts0, ts1;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts0);
+    double cpu = jm_thread_cpu();
     int rc = loader_build(L, applied, err);
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts1);
     if (getenv("JOBMATCH_TRACE"))
-        fprintf(stderr, "rank: load: the building thread used %.3f s of CPU\n",
-                (ts1.tv_sec - ts0.tv_sec) + (ts1.tv_nsec - ts0.tv_nsec) * 1e-9);
+        fprintf(stderr, "rank: load: the building thread used %.3f s of CPU\n", jm_thread_cpu() - cpu);
     pthread_join(tid, NULL);
     if (rc == JM_OK && L->scan_rc) {
         rc = L->scan_rc;
