@@ -52,6 +52,7 @@ typedef struct slab {
 typedef struct ilist {
     uint32_t n, nch, cap;
     uint32_t *ch;
+    int64_t csum; /* sum of row_cos over its rows (leaves only; see leaf_scores) */
 } ilist;
 
 /* A set of unit centroids: float for the search's ranking, int8 for the
@@ -101,6 +102,7 @@ struct idx {
     size_t ivf_min;     /* SIZE_MAX = never train, search exhaustively */
     int nprobe;
     float filter_exp;   /* see idx_set_probe */
+    float spread;       /* see idx_set_spread and leaf_scores */
 };
 
 /* ---- Scalar reference kernels ---- */
@@ -452,6 +454,19 @@ static inline const uint8_t *rowp(const idx *x, uint32_t p)
     return x->codes + (size_t)p * x->row;
 }
 
+/* The row at p's cosine with leaf li's centroid, as the assignment scores
+ * it, in units of 2^-16. Integers, so that a list's sum is exact whatever
+ * order its rows came and went in: a loaded index sums its rows afresh and
+ * must probe in the same order as the one saved. */
+static int64_t row_cos(const idx *x, const idx_kernel *kn, uint32_t p, uint32_t li)
+{
+    int32_t dot;
+    kn->dot_c8(LUT2, rowp(x, p), x->row, x->cl.q + (size_t)li * 2 * x->row, 1, &dot);
+    float v = x->cl.gd[(size_t)x->gen[p] * x->cl.n + li] + 2 * x->scale[p] * x->cl.s[li] * (float)dot;
+    v = v > 16 ? 16 : v < -16 ? -16 : v; /* (unit rows: within about +-1) */
+    return (int64_t)lrintf(v * 65536.0f);
+}
+
 static void cset_free(cset *c)
 {
     free(c->f);
@@ -542,6 +557,7 @@ int idx_new(int dim, idx **out, jm_err *err)
     x->ivf_min = IDX_IVF_MIN;
     x->nprobe = IDX_NPROBE;
     x->filter_exp = IDX_FILTER_EXP;
+    x->spread = 0;
     *out = x;
     return JM_OK;
 }
@@ -675,7 +691,10 @@ static void copy_row(idx *x, uint32_t from, uint32_t to)
  * hole; a chunk left empty is freed. */
 static void list_drop(idx *x, uint32_t p)
 {
-    ilist *L = &x->lists[x->owner[p >> CH_SHIFT]];
+    uint32_t li = x->owner[p >> CH_SHIFT];
+    ilist *L = &x->lists[li];
+    if (li < (uint32_t)x->nlist)
+        L->csum -= row_cos(x, kernels(), p, li);
     uint32_t last = lpos(L, L->n - 1);
     if (last != p)
         copy_row(x, last, p);
@@ -1008,6 +1027,18 @@ static void defrag(idx *x)
  * their number; then every row to its leaf (assign_row) and the chunks
  * renumbered (defrag). All allocation happens before the first row moves:
  * on failure (-1) nothing changed. */
+/* Every leaf's csum from its rows (after a training or a load). */
+static void leaf_sums(idx *x)
+{
+    const idx_kernel *kn = kernels();
+    for (int j = 0; j < x->nlist; j++) {
+        ilist *L = &x->lists[j];
+        L->csum = 0;
+        for (uint32_t k = 0; k < L->n; k++)
+            L->csum += row_cos(x, kn, lpos(L, k), (uint32_t)j);
+    }
+}
+
 static int train(idx *x)
 {
     const idx_kernel *kn = kernels();
@@ -1174,6 +1205,7 @@ static int train(idx *x)
     x->trained_at = N;
     x->train_at = 2 * N;
     defrag(x);
+    leaf_sums(x);
     rc = 0;
 done:
     if (nl)
@@ -1236,6 +1268,8 @@ int idx_set(idx *x, uint32_t slot, const float *vec, jm_err *err)
     int live = slot < x->nslots && is_live(x, slot);
     if (live && x->owner[x->pos[slot] >> CH_SHIFT] == li) {
         p = x->pos[slot]; /* same list: in place */
+        if (li < (uint32_t)x->nlist)
+            x->lists[li].csum -= row_cos(x, kernels(), p, li);
     } else {
         p = list_push(x, li);
         if (p == NO_POS)
@@ -1248,6 +1282,8 @@ int idx_set(idx *x, uint32_t slot, const float *vec, jm_err *err)
     x->gen[p] = (uint8_t)g;
     x->slot_of[p] = slot;
     x->pos[slot] = p;
+    if (li < (uint32_t)x->nlist)
+        x->lists[li].csum += row_cos(x, kernels(), p, li);
     if (!live) {
         x->live[slot >> 6] |= 1ULL << (slot & 63);
         x->count++;
@@ -1338,6 +1374,17 @@ int idx_set_probe(idx *x, int nprobe, float filter_exp, jm_err *err)
     x->filter_exp = filter_exp;
     return JM_OK;
 }
+
+int idx_set_spread(idx *x, float spread, jm_err *err)
+{
+    if (!(spread >= 0 && spread <= IDX_MAX_SPREAD))
+        return jm_fail(err, JM_EINVAL, "idx: spread %g must be in [0, %g]", (double)spread,
+                       (double)IDX_MAX_SPREAD);
+    x->spread = spread;
+    return JM_OK;
+}
+
+float idx_spread(const idx *x) { return x->spread; }
 
 /* query . (scale * LUT[code]) of one row in float32, in eight partial sums
  * (the same order for idx_score and idx_score_many). */
@@ -1602,6 +1649,38 @@ static void scan_direct(const idx *x, const idx_kernel *kn, scratch *s, const ui
         score_block(x, kn, s, s->buf, nb, hp);
 }
 
+/* The leaves' scores, in the order a search probes them: query . centroid
+ * divided by m^spread, m the mean cosine of the list's rows with its
+ * centroid (floored at SPREAD_FLOOR). spread 0: the plain centroid order.
+ * With spread > 0 a spread-out list, whose best rows lie further above its
+ * centroid's score than a tight list's do, comes earlier. Which order needs
+ * fewer rows read depends on the data, so the calibration measures it
+ * (idx_probe_needs, idx_probe_rows). On the 1,000,000-job store derived
+ * from O*NET, spread 1 took the depth that gave 99.5% of the calibration
+ * queries their exact top 10 from 54 lists (94,000 rows) to 29 (70,000
+ * rows), with 1,000 other queries as exact or more (99.2 -> 99.4%); on
+ * test_idx's synthetic data it needs more lists than the plain order. */
+#define SPREAD_FLOOR 0.1
+static void spread_scores(const idx *x, float spread, float *lsc)
+{
+    if (spread == 0)
+        return;
+    for (int j = 0; j < x->nlist; j++) {
+        const ilist *L = &x->lists[j];
+        if (L->n) {
+            double m = (double)L->csum / 65536.0 / L->n;
+            m = m > SPREAD_FLOOR ? m : SPREAD_FLOOR;
+            lsc[j] = (float)(lsc[j] / (spread == 1 ? m : pow(m, spread)));
+        }
+    }
+}
+
+static void leaf_scores(const idx *x, const idx_kernel *kn, const float *q, float *lsc)
+{
+    kn->dot_f32(q, x->cl.f, x->dim, x->nlist, lsc);
+    spread_scores(x, x->spread, lsc);
+}
+
 /* The leaf heap: better = higher score, then lower number. */
 static inline int lbetter(const float *sc, uint32_t a, uint32_t b)
 {
@@ -1632,7 +1711,7 @@ static void probe(const idx *x, const idx_kernel *kn, scratch *s, const float *q
                   const uint64_t *allow, size_t target, heap *hp)
 {
     int nl = x->nlist;
-    kn->dot_f32(query, x->cl.f, x->dim, nl, s->lsc);
+    leaf_scores(x, kn, query, s->lsc);
     for (int j = 0; j < nl; j++)
         s->lh[j] = (uint32_t)j;
     for (int j = nl / 2 - 1; j >= 0; j--)
@@ -1798,20 +1877,30 @@ int idx_search_exact(const idx *x, const float *query, int k, int candidates,
     return rc;
 }
 
-int idx_probe_need(const idx *x, const float *queries, int nq, int k, int candidates,
-                   idx_fetch_fn fetch, void *ctx, int *need, jm_err *err)
+int idx_probe_needs(const idx *x, const float *queries, int nq, int k, int candidates,
+                    idx_fetch_fn fetch, void *ctx, const float *spreads, int ns, int *need,
+                    jm_err *err)
 {
-    if (k < 1 || candidates < 0 || nq < 0)
-        return jm_fail(err, JM_EINVAL, "idx: k = %d, candidates = %d, %d queries", k, candidates,
-                       nq);
+    if (k < 1 || candidates < 0 || nq < 0 || ns < 1)
+        return jm_fail(err, JM_EINVAL, "idx: k = %d, candidates = %d, %d queries, %d orders", k,
+                       candidates, nq, ns);
+    for (int o = 0; o < ns; o++)
+        if (!(spreads[o] >= 0 && spreads[o] <= IDX_MAX_SPREAD))
+            return jm_fail(err, JM_EINVAL, "idx: spread %g must be in [0, %g]", (double)spreads[o],
+                           (double)IDX_MAX_SPREAD);
     candidates = fix_candidates(k, candidates);
     int nl = x->nlist, rc = JM_OK;
     idx_hit *hits = malloc(sizeof(idx_hit) * (size_t)k);
-    if (!hits)
+    float *base = malloc(sizeof(float) * (size_t)(nl ? nl : 1));
+    if (!hits || !base) {
+        free(hits);
+        free(base);
         return jm_fail(err, JM_ENOMEM, "idx: out of memory");
+    }
     for (int qi = 0; qi < nq && rc == JM_OK; qi++) {
         const float *q = queries + (size_t)qi * x->dim;
-        need[qi] = 0;
+        for (int o = 0; o < ns; o++)
+            need[(size_t)o * nq + qi] = 0;
         if (x->count == 0) {
             rc = check_query(x, q, err);
             continue;
@@ -1823,22 +1912,68 @@ int idx_probe_need(const idx *x, const float *queries, int nq, int k, int candid
         if (rc == JM_OK)
             rc = rescore(x, q, k, &hp, fetch, ctx, hits, &nh, err);
         if (rc == JM_OK && nl > 0) {
-            kernels()->dot_f32(q, x->cl.f, x->dim, nl, s.lsc);
-            for (int h = 0; h < nh; h++) {
-                uint32_t li = x->owner[x->pos[hits[h].slot] >> CH_SHIFT];
-                if (li >= (uint32_t)nl)
-                    continue; /* not yet assigned: every search scans those */
-                int r = 1;
-                for (int j = 0; j < nl; j++)
-                    r += lbetter(s.lsc, (uint32_t)j, li);
-                if (r > need[qi])
-                    need[qi] = r;
+            kernels()->dot_f32(q, x->cl.f, x->dim, nl, base);
+            for (int o = 0; o < ns; o++) {
+                memcpy(s.lsc, base, sizeof(float) * (size_t)nl);
+                spread_scores(x, spreads[o], s.lsc);
+                int *nd = &need[(size_t)o * nq + qi];
+                for (int h = 0; h < nh; h++) {
+                    uint32_t li = x->owner[x->pos[hits[h].slot] >> CH_SHIFT];
+                    if (li >= (uint32_t)nl)
+                        continue; /* not yet assigned: every search scans those */
+                    int r = 1;
+                    for (int j = 0; j < nl; j++)
+                        r += lbetter(s.lsc, (uint32_t)j, li);
+                    if (r > *nd)
+                        *nd = r;
+                }
             }
         }
         free(s.mem);
     }
     free(hits);
+    free(base);
     return rc;
+}
+
+int idx_probe_need(const idx *x, const float *queries, int nq, int k, int candidates,
+                   idx_fetch_fn fetch, void *ctx, int *need, jm_err *err)
+{
+    return idx_probe_needs(x, queries, nq, k, candidates, fetch, ctx, &x->spread, 1, need, err);
+}
+
+double idx_probe_rows(const idx *x, const float *queries, int nq, int nprobe, float spread)
+{
+    int nl = x->nlist;
+    if (nq < 1 || nl == 0 || nprobe >= nl)
+        return (double)x->count;
+    float *sc = malloc(sizeof(float) * (size_t)nl);
+    uint32_t *h = malloc(sizeof(uint32_t) * (size_t)nl);
+    if (!sc || !h) {
+        free(sc);
+        free(h);
+        return -1;
+    }
+    double rows = 0;
+    for (int qi = 0; qi < nq; qi++) {
+        kernels()->dot_f32(queries + (size_t)qi * x->dim, x->cl.f, x->dim, nl, sc);
+        spread_scores(x, spread, sc);
+        /* the nprobe best, as probe() pops them */
+        for (int j = 0; j < nl; j++)
+            h[j] = (uint32_t)j;
+        for (int j = nl / 2 - 1; j >= 0; j--)
+            lsift(sc, h, nl, j);
+        int n = nl;
+        rows += x->lists[nl].n;
+        for (int p = 0; p < nprobe && n > 0; p++) {
+            rows += x->lists[h[0]].n;
+            h[0] = h[--n];
+            lsift(sc, h, n, 0);
+        }
+    }
+    free(sc);
+    free(h);
+    return rows / nq;
 }
 
 static int cmp_int(const void *a, const void *b)
@@ -1883,7 +2018,9 @@ int idx_probe_pick(const int *need, int n, double share)
 
 enum {
     H_VERSION, H_DIM, H_ROW, H_CH, H_NSLOTS, H_COUNT, H_NGEN, H_CENTRE_AT, H_NLIST, H_N1,
-    H_TRAINED_AT, H_TRAIN_AT, H_IVF_MIN, H_NPROBE, H_FILTER_EXP, H_MAXGEN, HDR_N = 20
+    H_TRAINED_AT, H_TRAIN_AT, H_IVF_MIN, H_NPROBE, H_FILTER_EXP, H_MAXGEN,
+    H_SPREAD, /* float bits; 0 in files from before it (the plain order, as then) */
+    HDR_N = 20
 };
 #define IDX_VERSION 1
 #define MIB ((size_t)1 << 20)
@@ -1960,6 +2097,10 @@ int idx_save(const idx *x, jm_bin *b, jm_err *err)
     memcpy(&fe_bits, &fe, 4);
     hdr[H_FILTER_EXP] = fe_bits;
     hdr[H_MAXGEN] = MAXGEN;
+    float sp = x->spread;
+    uint32_t sp_bits;
+    memcpy(&sp_bits, &sp, 4);
+    hdr[H_SPREAD] = sp_bits;
     if (wr(b, &magic, sizeof magic, err) || wr(b, hdr, sizeof hdr, err))
         return JM_EIO;
     if (wr_pieces(b, x->live, ((size_t)x->nslots + 63) / 64, sizeof(uint64_t), err))
@@ -2030,7 +2171,7 @@ int idx_load(jm_bin *b, idx **out, jm_err *err)
         return rc;
     if (hdr[H_VERSION] != IDX_VERSION)
         return bad(err, "unknown version", hdr[H_VERSION]);
-    for (int i = H_MAXGEN + 1; i < HDR_N; i++)
+    for (int i = H_SPREAD + 1; i < HDR_N; i++)
         if (hdr[i])
             return bad(err, "reserved header word set", hdr[i]);
     uint64_t dim = hdr[H_DIM], nslots = hdr[H_NSLOTS], count = hdr[H_COUNT], ngen = hdr[H_NGEN];
@@ -2059,6 +2200,11 @@ int idx_load(jm_bin *b, idx **out, jm_err *err)
     memcpy(&fe, &fe_bits, 4);
     if (hdr[H_FILTER_EXP] > UINT32_MAX || !(fe >= 0 && fe <= 1))
         return bad(err, "filter exponent", hdr[H_FILTER_EXP]);
+    float sp;
+    uint32_t sp_bits = (uint32_t)hdr[H_SPREAD];
+    memcpy(&sp, &sp_bits, 4);
+    if (hdr[H_SPREAD] > UINT32_MAX || !(sp >= 0 && sp <= IDX_MAX_SPREAD))
+        return bad(err, "spread", hdr[H_SPREAD]);
 
     idx *x;
     if ((rc = idx_new((int)dim, &x, err)))
@@ -2071,6 +2217,7 @@ int idx_load(jm_bin *b, idx **out, jm_err *err)
     x->ivf_min = hdr[H_IVF_MIN] > SIZE_MAX ? SIZE_MAX : (size_t)hdr[H_IVF_MIN];
     x->nprobe = (int)hdr[H_NPROBE];
     x->filter_exp = fe;
+    x->spread = sp;
     size_t row = x->row;
     void *tmp = NULL;
 
@@ -2225,6 +2372,7 @@ int idx_load(jm_bin *b, idx **out, jm_err *err)
         rc = bad(err, "bad end marker", end);
         goto fail;
     }
+    leaf_sums(x);
     *out = x;
     return JM_OK;
 fail:

@@ -264,6 +264,18 @@ int idx_set_ivf(idx *x, size_t min_n, jm_err *err);
  * 1 or filter_exp outside [0, 1]. */
 int idx_set_probe(idx *x, int nprobe, float filter_exp, jm_err *err);
 
+/* The order a search probes the lists in: by query . centroid divided by
+ * m^spread, m the mean cosine of the list's vectors with its centroid
+ * (spread 0, the default: by query . centroid alone). A spread-out list's
+ * best vectors lie further above its centroid's score than a tight list's,
+ * so with spread > 0 it comes earlier. Which order reads fewer vectors for
+ * the same exactness depends on the data: calibrate it (idx_probe_needs
+ * with several spreads, idx_probe_pick, idx_probe_rows). JM_EINVAL outside
+ * [0, IDX_MAX_SPREAD]. Kept in the snapshot. */
+#define IDX_MAX_SPREAD 4.0f
+int idx_set_spread(idx *x, float spread, jm_err *err);
+float idx_spread(const idx *x);
+
 /* Number of inverted lists (0 before the first training). */
 int idx_nlist(const idx *x);
 /* The probe depth set (idx_set_probe). */
@@ -324,6 +336,16 @@ int idx_search_exact(const idx *x, const float *query, int k, int candidates,
  * searches. O(nq * N), a full scan per query (~16 ms at 1M). */
 int idx_probe_need(const idx *x, const float *queries, int nq, int k, int candidates,
                    idx_fetch_fn fetch, void *ctx, int *need, jm_err *err);
+/* The same for ns probe orders at once (idx_set_spread; the full scan per
+ * query is shared): need[o * nq + i] is query i's need in the order of
+ * spreads[o]. */
+int idx_probe_needs(const idx *x, const float *queries, int nq, int k, int candidates,
+                    idx_fetch_fn fetch, void *ctx, const float *spreads, int ns, int *need,
+                    jm_err *err);
+/* The mean number of vectors an unfiltered search of these queries reads at
+ * depth nprobe in the order of spread (the cost to weigh orders by); -1 when
+ * out of memory. */
+double idx_probe_rows(const idx *x, const float *queries, int nq, int nprobe, float spread);
 
 /* The nprobe to set from the needs of n sample queries (idx_probe_need): the
  * smallest depth that covers a share (0..1] of them, plus a quarter for the

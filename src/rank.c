@@ -1472,6 +1472,7 @@ void rank_get_info(rank_engine *e, rank_info *out)
     out->index_probe = e->ix && idx_nlist(e->ix) ? idx_probe(e->ix) : 0;
     if (out->index_probe > out->index_lists)
         out->index_probe = out->index_lists; /* every list (not calibrated yet) */
+    out->index_spread = e->ix ? idx_spread(e->ix) : 0;
     out->probe_from = e->tuned_on;
     pthread_rwlock_unlock(&e->lock);
 }
@@ -2639,6 +2640,10 @@ enum {
  * moves with the sample (at 1M: 34 lists on the recorded queries, 46 on
  * 300 others, whose top 10 the depth 42 then gave exactly for 99.0%). */
 #define TUNE_SHARE 0.995
+/* The probe orders weighed (idx_set_spread): the one whose depth reads the
+ * fewest rows wins, ties to the first (the plain order). */
+static const float TUNE_SPREADS[] = {0, 0.5f, 1, 1.5f};
+#define TUNE_NS ((int)(sizeof TUNE_SPREADS / sizeof TUNE_SPREADS[0]))
 
 /* n profiles made of the vocabulary: each the mean of 3 to 5 skill
  * embeddings, skills drawn by how many jobs list them (fixed seed); 0 when
@@ -2699,10 +2704,11 @@ static int tune_probe(rank_engine *e, int use_queries, const atomic_int *stop, j
 {
     int n = use_queries ? RANK_QRING : TUNE_SKILL_QUERIES, D = e->dim, rc = JM_OK;
     float *qs = malloc(sizeof(float) * (size_t)n * D);
-    int *need = malloc(sizeof(int) * (size_t)n);
-    if (!qs || !need) {
+    int *need = malloc(sizeof(int) * (size_t)n * TUNE_NS), *bneed = malloc(sizeof(int) * TUNE_BATCH * TUNE_NS);
+    if (!qs || !need || !bneed) {
         free(qs);
         free(need);
+        free(bneed);
         return jm_fail(err, JM_ENOMEM, "out of memory");
     }
     int64_t seen = 0;
@@ -2724,10 +2730,14 @@ static int tune_probe(rank_engine *e, int use_queries, const atomic_int *stop, j
             break;
         int m = n - done < TUNE_BATCH ? n - done : TUNE_BATCH;
         pthread_rwlock_rdlock(&e->lock);
-        if (idx_nlist(e->ix) == nlist)
-            rc = idx_probe_need(e->ix, qs + (size_t)done * D, m, 10, 0, fetch_exact, &fc, need + done, err);
-        else
+        if (idx_nlist(e->ix) == nlist) {
+            rc = idx_probe_needs(e->ix, qs + (size_t)done * D, m, 10, 0, fetch_exact, &fc, TUNE_SPREADS, TUNE_NS,
+                                 bneed, err);
+            for (int o = 0; rc == JM_OK && o < TUNE_NS; o++)
+                memcpy(need + (size_t)o * n + done, bneed + (size_t)o * m, sizeof(int) * (size_t)m);
+        } else {
             nlist = -1;
+        }
         pthread_rwlock_unlock(&e->lock);
         done += m;
     }
@@ -2739,10 +2749,24 @@ static int tune_probe(rank_engine *e, int use_queries, const atomic_int *stop, j
         pthread_rwlock_unlock(&e->lock);
     }
     if (rc == JM_OK && done == n && n > 0 && nlist > 0) {
-        int pick = idx_probe_pick(need, n, TUNE_SHARE);
+        /* each order's depth, and the rows it reads on these queries */
+        int pick = 0, best = -1;
+        double brows = 0;
+        pthread_rwlock_rdlock(&e->lock);
+        for (int o = 0; o < TUNE_NS && idx_nlist(e->ix) == nlist; o++) {
+            int p = idx_probe_pick(need + (size_t)o * n, n, TUNE_SHARE);
+            double rows = idx_probe_rows(e->ix, qs, n, p, TUNE_SPREADS[o]);
+            if (best < 0 || (rows >= 0 && rows < brows)) {
+                best = o;
+                pick = p;
+                brows = rows;
+            }
+        }
+        pthread_rwlock_unlock(&e->lock);
         pthread_rwlock_wrlock(&e->lock);
-        if (idx_nlist(e->ix) == nlist) { /* else a training came meanwhile: due again */
+        if (best >= 0 && idx_nlist(e->ix) == nlist) { /* else a training came meanwhile: due again */
             idx_set_probe(e->ix, pick, IDX_FILTER_EXP, NULL);
+            idx_set_spread(e->ix, TUNE_SPREADS[best], NULL);
             e->tuned_nlist = nlist;
             e->tuned_at = jm_now();
             e->tuned_q = use_queries ? seen : e->tuned_q;
@@ -2752,6 +2776,7 @@ static int tune_probe(rank_engine *e, int use_queries, const atomic_int *stop, j
     }
     free(qs);
     free(need);
+    free(bneed);
     return rc;
 }
 

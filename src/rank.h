@@ -126,6 +126,8 @@ typedef struct rank_info {
                             * or saved (0: none) */
     int index_lists;       /* the vector index's inverted lists (0: none yet) */
     int index_probe;       /* lists a search probes (see rank_tune); 0 without lists */
+    float index_spread;    /* the order it probes them in (idx_set_spread; see
+                            * rank_tune): 0 by query . centre alone */
     const char *probe_from; /* what set it: "none" (not calibrated yet: every
                             * list), "skills" (queries made of the
                             * vocabulary's skills), "queries" (the profiles
@@ -141,7 +143,9 @@ void rank_get_info(rank_engine *e, rank_info *out);
  * guessed: for sample queries, the exact top 10 from a search of every
  * list, and how deep in the query's order of lists the farthest of them
  * lies (idx_probe_need); the depth set covers 99.5% of the sample, plus a
- * quarter (idx_probe_pick). The sample: the profiles of the last 1024
+ * quarter (idx_probe_pick). The same scans give the depth in each of four
+ * probe orders (idx_probe_needs, idx_set_spread), and the order whose depth
+ * reads the fewest rows for the sample is kept (idx_probe_rows). The sample: the profiles of the last 1024
  * queries (recorded by rank_recommend) once there are 256, else 256
  * profiles made of the vocabulary's skills (3 to 5 skills drawn by how many
  * jobs list them, their embeddings averaged). Due: right after rank_open

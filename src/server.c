@@ -400,8 +400,8 @@ static void tune_index(srv *s, void *ctx)
     if (tr > 0 && s->cfg.log) {
         rank_info in;
         rank_get_info(s->eng, &in);
-        fprintf(s->cfg.log, "jobmatch: vector index calibrated on %s: %d of %d lists probed\n", in.probe_from,
-                in.index_probe, in.index_lists);
+        fprintf(s->cfg.log, "jobmatch: vector index calibrated on %s: %d of %d lists probed, spread %g\n",
+                in.probe_from, in.index_probe, in.index_lists, (double)in.index_spread);
     }
     if (tr && s->cfg.log)
         fflush(s->cfg.log);
@@ -1004,8 +1004,8 @@ int srv_start(const srv_config *cfg, srv **out, jm_err *err)
             fprintf(cfg->log, "jobmatch: engine scanned from the store in %.2f s (snapshot %s: %s)\n", in.load_secs,
                     s->snapshot, in.snapshot_why ? in.snapshot_why : "-");
         if (in.index_lists)
-            fprintf(cfg->log, "jobmatch: vector index: %d lists, %d probed (calibrated on %s)\n", in.index_lists,
-                    in.index_probe, in.probe_from);
+            fprintf(cfg->log, "jobmatch: vector index: %d lists, %d probed, spread %g (calibrated on %s)\n",
+                    in.index_lists, in.index_probe, (double)in.index_spread, in.probe_from);
         if (!s->nkeys)
             fprintf(cfg->log, "jobmatch: no API key configured: PUT and DELETE /v1/jobs are refused\n");
         fflush(cfg->log);

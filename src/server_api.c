@@ -1018,6 +1018,7 @@ enum MHD_Result srv_api_info(srv *s, req *r, struct MHD_Connection *c)
     cJSON_AddNumberToObject(o, "index_bytes", (double)in.index_bytes);
     cJSON_AddNumberToObject(o, "index_lists", in.index_lists);
     cJSON_AddNumberToObject(o, "index_probe", in.index_probe);
+    cJSON_AddNumberToObject(o, "index_spread", in.index_spread);
     cJSON_AddStringToObject(o, "database", db_kind(s->edb));
     if (s->corpus && *s->corpus)
         cJSON_AddStringToObject(o, "corpus", s->corpus);

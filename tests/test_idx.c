@@ -1013,6 +1013,49 @@ static void test_probe_need(void)
           "idx_probe_pick");
     int zero[3] = {0, 0, 0};
     CHECK(idx_probe_pick(zero, 3, 0.99) == 1, "pick of zeros");
+    /* Other probe orders (idx_set_spread). Several at once give what each
+     * gives alone; on this data they differ; a query probed to its own need
+     * in an order gets the full scan's answer in that order too; the rows an
+     * order reads grow with the depth up to every row. */
+    {
+        static const float sp[3] = {0, 1, 0.5f};
+        int *nd = malloc(sizeof(int) * 3 * NQ), *one = malloc(sizeof(int) * NQ);
+        CHECK(idx_probe_needs(x, ds.queries, NQ, 10, 0, fetch_mem, &fc, sp, 3, nd, &e) == JM_OK, "needs: %s",
+              e.msg);
+        CHECK(idx_set_spread(x, 1, &e) == JM_OK && idx_spread(x) == 1, "spread 1");
+        CHECK(idx_probe_need(x, ds.queries, NQ, 10, 0, fetch_mem, &fc, one, &e) == JM_OK, "need: %s", e.msg);
+        CHECK(!memcmp(nd, need, sizeof(int) * NQ) && !memcmp(nd + NQ, one, sizeof(int) * NQ) &&
+                  memcmp(nd, nd + NQ, sizeof(int) * NQ) != 0,
+              "needs of several orders at once");
+        int own1 = 0;
+        for (int q = 0; q < 100; q++) {
+            const float *qv = ds.queries + (size_t)q * dim;
+            idx_hit full[10];
+            int nf = 0;
+            idx_set_probe(x, nl, IDX_FILTER_EXP, &e);
+            idx_search_exact(x, qv, 10, 0, NULL, fetch_mem, &fc, full, &nf, &e);
+            idx_set_probe(x, one[q] > 0 ? one[q] : 1, IDX_FILTER_EXP, &e);
+            errs += idx_search_exact(x, qv, 10, 0, NULL, fetch_mem, &fc, h, &n, &e) != 0;
+            int same = n == 10 && nf == 10;
+            for (int i = 0; same && i < 10; i++)
+                same = h[i].score >= full[i].score;
+            own1 += same;
+        }
+        CHECK(own1 == 100 && errs == 0, "own need in the spread order enough for %d of 100 queries", own1);
+        double r1 = idx_probe_rows(x, ds.queries, NQ, 1, 1), r8 = idx_probe_rows(x, ds.queries, NQ, 8, 1),
+               r8p = idx_probe_rows(x, ds.queries, NQ, 8, 0), rall = idx_probe_rows(x, ds.queries, NQ, nl, 1);
+        CHECK(r1 > 0 && r1 < r8 && r8 < rall && r8p > 0 && r8p < rall && rall == (double)idx_count(x),
+              "rows read: %.0f at 1, %.0f at 8 (%.0f in the plain order), %.0f at every list", r1, r8, r8p, rall);
+        float badsp = -0.5f;
+        CHECK(idx_set_spread(x, -1, &e) == JM_EINVAL && idx_set_spread(x, NAN, &e) == JM_EINVAL &&
+                  idx_set_spread(x, 4.5f, &e) == JM_EINVAL && idx_spread(x) == 1 &&
+                  idx_probe_needs(x, ds.queries, 1, 10, 0, fetch_mem, &fc, &badsp, 1, nd, &e) == JM_EINVAL &&
+                  idx_probe_needs(x, ds.queries, 1, 10, 0, fetch_mem, &fc, sp, 0, nd, &e) == JM_EINVAL,
+              "bad spreads");
+        idx_set_spread(x, 0, &e);
+        free(nd);
+        free(one);
+    }
     CHECK(idx_probe_need(x, ds.queries, 1, 0, 0, fetch_mem, &fc, need, &e) == JM_EINVAL, "k = 0");
     fc.fail = 1;
     CHECK(idx_probe_need(x, ds.queries, 3, 10, 0, fetch_mem, &fc, need, &e) == JM_EIO, "fetch error passes");
@@ -1389,6 +1432,7 @@ static void test_snapshot(void)
     idx_new(DIM, &x, &e);
     idx_set_ivf(x, 1000, &e);
     idx_set_probe(x, 6, 0.25f, &e);
+    idx_set_spread(x, 1, &e); /* the lists' sums must come back equal */
     for (uint32_t i = 0; i < 6000; i++) {
         gen_vec(&g, v);
         idx_set(x, i * 4 + (uint32_t)(rnd() % 4), v, &e);
@@ -1405,7 +1449,8 @@ static void test_snapshot(void)
     CHECK(idx_nlist(x) > 40, "lists: %d", idx_nlist(x));
     CHECK(snap_save(x, snap_path(0)) == 0, "save");
     int rc = snap_load(snap_path(0), &y, 1, &e);
-    CHECK(rc == JM_OK && y && same_index(x, y, qs, NQ, DIM, allow), "round trip: %d %s", rc, e.msg);
+    CHECK(rc == JM_OK && y && idx_spread(y) == 1 && same_index(x, y, qs, NQ, DIM, allow), "round trip: %d %s", rc,
+          e.msg);
     /* The same further updates on both: another training (the live count
      * doubles), another centre, removals. */
     uint64_t st = rng_state;
@@ -1460,7 +1505,9 @@ static void test_snapshot(void)
         {5, hdr[5] + 1}, {5, nslots + 1},  {6, 0},           {6, 33},          {6, ngen + 1},
         {6, ngen - 1},   {7, 1ULL << 50},  {8, 0},           {8, nlist + 1},   {8, 1 << 30},
         {9, nlist + 1},  {9, n1 - 1},      {9, n1 + 1},      {11, 1ULL << 40}, {12, 0},
-        {13, 0},         {13, 1ULL << 40}, {14, 0x40000000}, {15, 31},         {17, 1}};
+        {13, 0},         {13, 1ULL << 40}, {14, 0x40000000}, {15, 31},         {17, 1},
+        {16, 0xbf800000 /* spread -1 */},  {16, 0x7fc00000 /* NaN */},   {16, 0x40a00000 /* 5 */},
+        {16, 1ULL << 32}};
     int hok = 1;
     for (size_t i = 0; i < sizeof hp / sizeof hp[0]; i++) {
         long off = hp[i].word < 0 ? 0 : 8 + 8 * hp[i].word;
