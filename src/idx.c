@@ -19,6 +19,7 @@ void idx_dot_c8_avx2(const int8_t *lut, const uint8_t *code, size_t row, const u
 void idx_dot_f32_avx2(const float *q, const float *vecs, int dim, int n, float *out);
 void idx_acc_u4_avx2(const int8_t *lut, const uint8_t *code, size_t row, float scale, float *sum);
 float idx_encode_avx2(const float *v, const float *c, int dim, size_t row, uint8_t *code);
+float idx_score_u4_avx2(const float *q, const float *lut, const uint8_t *r, int dim);
 
 enum {
     BLOCK = 256,          /* rows scored per kernel call */
@@ -158,11 +159,34 @@ static void dot_f32_ref(const float *q, const float *vecs, int dim, int n, float
 
 /* ---- Dispatch ---- */
 
+static float score_u4_ref(const float *q, const float *lut, const uint8_t *r, int dim)
+{
+    float a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
+    int b0 = 0;
+    for (; b0 + 64 <= dim; b0 += 64, r += 32) {
+        const float *ql = q + b0, *qh = q + b0 + 32;
+        for (int j = 0; j < 32; j += 4) {
+            a0 += ql[j] * lut[r[j] & 15];
+            a1 += ql[j + 1] * lut[r[j + 1] & 15];
+            a2 += ql[j + 2] * lut[r[j + 2] & 15];
+            a3 += ql[j + 3] * lut[r[j + 3] & 15];
+            a4 += qh[j] * lut[r[j] >> 4];
+            a5 += qh[j + 1] * lut[r[j + 1] >> 4];
+            a6 += qh[j + 2] * lut[r[j + 2] >> 4];
+            a7 += qh[j + 3] * lut[r[j + 3] >> 4];
+        }
+    }
+    for (int d = b0; d < dim; d++) /* a last, partial block */
+        a0 += q[d] * lut[nib(r, d - b0)];
+    return ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7));
+}
+
 static float encode_ref(const float *v, const float *c, int dim, size_t row, uint8_t *code);
-static const idx_kernel kern_ref = {"scalar",   dot_u4_ref,  dot_c8_ref,
-                                    acc_u4_ref, dot_f32_ref, encode_ref};
+static const idx_kernel kern_ref = {"scalar",   dot_u4_ref,  dot_c8_ref, acc_u4_ref,
+                                    dot_f32_ref, encode_ref, score_u4_ref};
 static const idx_kernel kern_avx2 = {"avx2",          idx_dot_u4_avx2,  idx_dot_c8_avx2,
-                                     idx_acc_u4_avx2, idx_dot_f32_avx2, idx_encode_avx2};
+                                     idx_acc_u4_avx2, idx_dot_f32_avx2, idx_encode_avx2,
+                                     idx_score_u4_avx2};
 static const idx_kernel *kern = &kern_ref;
 static pthread_once_t kern_once = PTHREAD_ONCE_INIT;
 
@@ -1390,25 +1414,7 @@ float idx_spread(const idx *x) { return x->spread; }
  * (the same order for idx_score and idx_score_many). */
 static float score_codes(const idx *x, const float *q, uint32_t p)
 {
-    const uint8_t *r = rowp(x, p);
-    float a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
-    int b0 = 0;
-    for (; b0 + 64 <= x->dim; b0 += 64, r += 32) {
-        const float *ql = q + b0, *qh = q + b0 + 32;
-        for (int j = 0; j < 32; j += 4) {
-            a0 += ql[j] * LUTF[r[j] & 15];
-            a1 += ql[j + 1] * LUTF[r[j + 1] & 15];
-            a2 += ql[j + 2] * LUTF[r[j + 2] & 15];
-            a3 += ql[j + 3] * LUTF[r[j + 3] & 15];
-            a4 += qh[j] * LUTF[r[j] >> 4];
-            a5 += qh[j + 1] * LUTF[r[j + 1] >> 4];
-            a6 += qh[j + 2] * LUTF[r[j + 2] >> 4];
-            a7 += qh[j + 3] * LUTF[r[j + 3] >> 4];
-        }
-    }
-    for (int d = b0; d < x->dim; d++) /* a last, partial block */
-        a0 += q[d] * LUTF[nib(r, d - b0)];
-    return (((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))) * x->scale[p];
+    return kernels()->score_u4(q, LUTF, rowp(x, p), x->dim) * x->scale[p];
 }
 
 static float dot_centre(const idx *x, const float *q, int g)

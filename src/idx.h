@@ -401,6 +401,13 @@ typedef struct idx_kernel {
      * ceil(dim / 64)); returns its scale (see the top comment). Every
      * variant gives the same bits. */
     float (*encode)(const float *v, const float *c, int dim, size_t row, uint8_t *code);
+    /* q . (lut[nibble d of r] for d < dim) in float32 (q[dim], lut[16]
+     * float): eight partial sums, sum k of block b holding the products of
+     * components 64b + 4i + k (k < 4) and 64b + 32 + 4i + k - 4 (k >= 4),
+     * each a product then a sum; the components past the last whole block
+     * go to sum 0; the result ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 +
+     * s7)). Every variant gives the same bits. */
+    float (*score_u4)(const float *q, const float *lut, const uint8_t *r, int dim);
 } idx_kernel;
 
 /* Fills out[] with up to `cap` variants this CPU can run; returns how many. */

@@ -331,3 +331,38 @@ void idx_dot_f32_avx2(const float *q, const float *vecs, int dim, int n, float *
         out[i] = hsum_ps(a);
     }
 }
+
+/* score_u4 (idx.h): lane k of one accumulator is the reference's partial
+ * sum k. Per 4 bytes of the row: lanes 0-3 take their low nibbles with
+ * components 4i..4i+3 of the block's first half, lanes 4-7 their high
+ * nibbles with the same of its second half; the table's 16 floats are
+ * looked up as two 8-entry permutes and a blend on bit 3. A product, then
+ * a sum (no fused multiply-add): the reference's bits. */
+float idx_score_u4_avx2(const float *q, const float *lut, const uint8_t *r, int dim)
+{
+    const __m256 l0 = _mm256_loadu_ps(lut), l1 = _mm256_loadu_ps(lut + 8);
+    const __m256i seven = _mm256_set1_epi32(7);
+    __m256 acc = _mm256_setzero_ps();
+    int b0 = 0;
+    for (; b0 + 64 <= dim; b0 += 64, r += 32) {
+        const float *ql = q + b0, *qh = q + b0 + 32;
+        for (int j = 0; j < 32; j += 4) {
+            uint32_t w;
+            memcpy(&w, r + j, 4);
+            uint64_t t = (uint64_t)(w & 0x0f0f0f0fu) | (uint64_t)((w >> 4) & 0x0f0f0f0fu) << 32;
+            __m256i ix = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)t));
+            __m256 v = _mm256_blendv_ps(_mm256_permutevar8x32_ps(l0, ix), _mm256_permutevar8x32_ps(l1, ix),
+                                        _mm256_castsi256_ps(_mm256_cmpgt_epi32(ix, seven)));
+            __m256 qv = _mm256_set_m128(_mm_loadu_ps(qh + j), _mm_loadu_ps(ql + j));
+            acc = _mm256_add_ps(acc, _mm256_mul_ps(qv, v));
+        }
+    }
+    _Alignas(32) float a[8];
+    _mm256_store_ps(a, acc);
+    for (int d = b0; d < dim; d++) { /* a last, partial block */
+        int dd = d - b0;
+        uint8_t b = r[(dd >> 6) * 32 + (dd & 31)];
+        a[0] += q[d] * lut[dd & 32 ? b >> 4 : b & 15];
+    }
+    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+}

@@ -310,6 +310,38 @@ static void test_kernels(void)
         free(cr);
         free(cg);
     }
+    /* score_u4: every variant the reference's bits, against a double sum
+     * within float rounding; dims with and without a partial last block. */
+    static const float lutf[16] = {-127, -96, -75, -58, -44, -31, -18, -6, 6, 18, 31, 44, 58, 75, 96, 127};
+    for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++) {
+        int dim = dims[di], sok = 1, nclose = 0;
+        size_t row = ((size_t)dim + 63) / 64 * 32;
+        uint8_t *code = malloc(row);
+        float *qf = malloc(sizeof(float) * (size_t)dim);
+        for (int t = 0; t < 200; t++) {
+            for (size_t i = 0; i < row; i++)
+                code[i] = (uint8_t)rnd();
+            for (int d = 0; d < dim; d++)
+                qf[d] = (float)((double)(rnd() % 2000001) / 1e6 - 1.0) * (t % 3 ? 1.0f : 1e-3f);
+            float ref = kv[0].score_u4(qf, lutf, code, dim);
+            double want = 0, mag = 0;
+            for (int d = 0; d < dim; d++) {
+                uint8_t b = code[(d >> 6) * 32 + (d & 31)];
+                float l = lutf[d & 32 ? b >> 4 : b & 15];
+                want += (double)qf[d] * l;
+                mag += fabs((double)qf[d] * l);
+            }
+            nclose += fabs(ref - want) <= 1e-5 * mag + 1e-30;
+            for (int v = 1; v < nv; v++) {
+                float got = kv[v].score_u4(qf, lutf, code, dim);
+                sok &= memcmp(&got, &ref, sizeof got) == 0;
+            }
+        }
+        CHECK(sok && nclose == 200, "score_u4 dim %d: variants differ (%d) or far from the sum (%d of 200 close)", dim,
+              sok, nclose);
+        free(code);
+        free(qf);
+    }
 }
 
 /* ---- Behaviour ---- */
