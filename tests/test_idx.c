@@ -958,6 +958,30 @@ static void test_recall(void)
  * against job texts): a query's neighbours then spread over many lists.
  * idx_probe_need on half the queries picks a depth that makes the other
  * half exact; each query's own need is enough for it. */
+/* Of the first nq queries, how many, each searched at its own need (in the
+ * index's current order), get their exact top 10 as the full scan finds them
+ * (or better): all of them are then scanned. Leaves the depth at the last
+ * need; *errs counts failed searches. */
+static int own_need_ok(idx *x, const dataset *ds, fetch_ctx *fc, const int *need, int nq, int *errs)
+{
+    jm_err e;
+    int ok = 0, nl = idx_nlist(x);
+    for (int q = 0; q < nq; q++) {
+        const float *qv = ds->queries + (size_t)q * ds->dim;
+        idx_hit full[10], h[10];
+        int nf = 0, n = 0;
+        idx_set_probe(x, nl, IDX_FILTER_EXP, &e);
+        idx_search_exact(x, qv, 10, 0, NULL, fetch_mem, fc, full, &nf, &e);
+        idx_set_probe(x, need[q] > 0 ? need[q] : 1, IDX_FILTER_EXP, &e);
+        *errs += idx_search_exact(x, qv, 10, 0, NULL, fetch_mem, fc, h, &n, &e) != 0;
+        int same = n == 10 && nf == 10;
+        for (int i = 0; same && i < 10; i++)
+            same = h[i].score >= full[i].score;
+        ok += same;
+    }
+    return ok;
+}
+
 static void test_probe_need(void)
 {
     enum { N = 20011, NQ = 600, HALF = NQ / 2 };
@@ -1016,21 +1040,7 @@ static void test_probe_need(void)
         errs += idx_search_exact(x, ds.queries + (size_t)q * dim, 10, 0, NULL, fetch_mem, &fc, h, &n, &e) != 0;
         ok += top10_match(&ds, q, h, n, 0);
     }
-    /* each query at its own need: its exact top 10 (as the full scan finds
-     * them) are all scanned, so the answer is the full scan's (or better) */
-    for (int q = 0; q < 100; q++) {
-        const float *qv = ds.queries + (size_t)q * dim;
-        idx_hit full[10];
-        int nf = 0;
-        idx_set_probe(x, nl, IDX_FILTER_EXP, &e);
-        idx_search_exact(x, qv, 10, 0, NULL, fetch_mem, &fc, full, &nf, &e);
-        idx_set_probe(x, need[q] > 0 ? need[q] : 1, IDX_FILTER_EXP, &e);
-        errs += idx_search_exact(x, qv, 10, 0, NULL, fetch_mem, &fc, h, &n, &e) != 0;
-        int same = n == 10 && nf == 10;
-        for (int i = 0; same && i < 10; i++)
-            same = h[i].score >= full[i].score;
-        own += same;
-    }
+    own = own_need_ok(x, &ds, &fc, need, 100, &errs);
     printf("probe need: %d lists, needs %d..%d; held-out top-10 exact at the default %d: %d of %d; at the "
            "picked %d: %d of %d\n",
            nl, lo, hi, IDX_NPROBE, at16, NQ - HALF, pick, ok, NQ - HALF);
@@ -1059,20 +1069,7 @@ static void test_probe_need(void)
         CHECK(!memcmp(nd, need, sizeof(int) * NQ) && !memcmp(nd + NQ, one, sizeof(int) * NQ) &&
                   memcmp(nd, nd + NQ, sizeof(int) * NQ) != 0,
               "needs of several orders at once");
-        int own1 = 0;
-        for (int q = 0; q < 100; q++) {
-            const float *qv = ds.queries + (size_t)q * dim;
-            idx_hit full[10];
-            int nf = 0;
-            idx_set_probe(x, nl, IDX_FILTER_EXP, &e);
-            idx_search_exact(x, qv, 10, 0, NULL, fetch_mem, &fc, full, &nf, &e);
-            idx_set_probe(x, one[q] > 0 ? one[q] : 1, IDX_FILTER_EXP, &e);
-            errs += idx_search_exact(x, qv, 10, 0, NULL, fetch_mem, &fc, h, &n, &e) != 0;
-            int same = n == 10 && nf == 10;
-            for (int i = 0; same && i < 10; i++)
-                same = h[i].score >= full[i].score;
-            own1 += same;
-        }
+        int own1 = own_need_ok(x, &ds, &fc, one, 100, &errs);
         CHECK(own1 == 100 && errs == 0, "own need in the spread order enough for %d of 100 queries", own1);
         double r1 = idx_probe_rows(x, ds.queries, NQ, 1, 1), r8 = idx_probe_rows(x, ds.queries, NQ, 8, 1),
                r8p = idx_probe_rows(x, ds.queries, NQ, 8, 0), rall = idx_probe_rows(x, ds.queries, NQ, nl, 1);
