@@ -221,7 +221,7 @@ static int generate(db *d, occs *oc, int64_t n, int dim, const char *model_id)
 
 /* ---- Recall of the engine's vector index on real query profiles ----
  * Q queries drawn as the timed ones are (another seed), each embedded as
- * the engine embeds a profile (the skills joined by ", "); their exact top
+ * the engine embeds a profile (the skills joined by spaces); their exact top
  * 10 by a brute force over every float32 vector of the store (one scan,
  * BLAS in chunks); then idx_search_exact at several probe depths and at
  * the calibrated one, and each query's own need (idx_probe_need). */
@@ -294,7 +294,7 @@ static void recall(rank_engine *e, db *d, bert_pool *pool, const occs *oc, int n
         int ns = 3 + (int)(ur() * 3);
         for (int k = 0; k < ns; k++) {
             if (k)
-                strncat(buf, ", ", sizeof buf - strlen(buf) - 1);
+                strncat(buf, " ", sizeof buf - strlen(buf) - 1);
             strncat(buf, o->sk[(int)(ur() * o->nsk)].name, sizeof buf - strlen(buf) - 1);
         }
         texts[qi] = strdup(buf);

@@ -1586,10 +1586,8 @@ int rprofile_build(rank_engine *e, bert_pool *pool, const char *const *skills, i
     int nt = 0;
     for (int i = 0; i < p->n; i++) {
         size_t l = strlen(p->typed[i]);
-        if (i) {
-            memcpy(jp, ", ", 2);
-            jp += 2;
-        }
+        if (i)
+            *jp++ = ' '; /* not ", ": see docs/ranking.md, "The profile" */
         memcpy(jp, p->typed[i], l);
         jp += l;
         int v = sk_find(e->voc, p->skills[i]);

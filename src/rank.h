@@ -280,7 +280,7 @@ int rank_ping(rank_engine *e, jm_err *err);
 /* Embedding cache. Embedding the query is most of a query's time (~6-10 ms
  * of 1 thread for a few skills), so the engine keeps the embeddings it
  * computes in a bounded LRU cache keyed by the exact text embedded: the
- * profile text (the person's skills as typed, after merging, joined with ", ")
+ * profile text (the person's skills as typed, after merging, joined with " ")
  * and each skill the skills table does not know. A query whose texts are all
  * cached runs no model at all. At most rank_opts.cache_entries texts are kept
  * (default 2048: ~3.2 MB with 384-dimensional vectors, allocated as entries
