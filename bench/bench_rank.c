@@ -458,7 +458,7 @@ int main(int argc, char **argv)
     }
     if (info.index_lists)
         printf("vector index: %d inverted lists, %d probed, spread %g (calibrated on %s)\n", info.index_lists,
-               info.index_probe, (double)idx_spread(e->ix), info.probe_from);
+               info.index_probe, (double)info.index_spread, info.probe_from);
     if (snap && !info.from_snapshot) {
         /* for the next run: written now, before the queries, so the RSS
          * figures below include whatever writing it costs */
@@ -529,7 +529,7 @@ int main(int argc, char **argv)
             else if (ti.index_lists)
                 printf("vector index calibrated again on these queries' profiles in %.2f s: %d of %d lists "
                        "probed, spread %g\n",
-                       jm_now() - tt, ti.index_probe, ti.index_lists, (double)idx_spread(e->ix));
+                       jm_now() - tt, ti.index_probe, ti.index_lists, (double)ti.index_spread);
             if (tr > 0 && snap && rank_snapshot_save(e, snap, &err)) /* the next run starts with it */
                 fprintf(stderr, "bench_rank: %s\n", err.msg);
         }

@@ -1412,9 +1412,9 @@ float idx_spread(const idx *x) { return x->spread; }
 
 /* query . (scale * LUT[code]) of one row in float32, in eight partial sums
  * (the same order for idx_score and idx_score_many). */
-static float score_codes(const idx *x, const float *q, uint32_t p)
+static float score_codes(const idx *x, const idx_kernel *kn, const float *q, uint32_t p)
 {
-    return kernels()->score_u4(q, LUTF, rowp(x, p), x->dim) * x->scale[p];
+    return kn->score_u4(q, LUTF, rowp(x, p), x->dim) * x->scale[p];
 }
 
 static float dot_centre(const idx *x, const float *q, int g)
@@ -1427,12 +1427,13 @@ float idx_score(const idx *x, const float *query, uint32_t slot)
     if (!idx_is_live(x, slot))
         return NAN;
     uint32_t p = x->pos[slot];
-    return score_codes(x, query, p) + dot_centre(x, query, x->gen[p]);
+    return score_codes(x, kernels(), query, p) + dot_centre(x, query, x->gen[p]);
 }
 
 void idx_score_many(const idx *x, const float *query, const uint32_t *slots, int n, float *out)
 {
     enum { AHEAD = 4 };
+    const idx_kernel *kn = kernels();
     float qc[MAXGEN];
     uint32_t have = 0; /* bit g: qc[g] computed */
     for (int i = 0; i < n; i++) {
@@ -1455,7 +1456,7 @@ void idx_score_many(const idx *x, const float *query, const uint32_t *slots, int
             have |= 1u << g;
         }
         /* the same operations as idx_score: the same bits */
-        out[i] = score_codes(x, query, p) + qc[g];
+        out[i] = score_codes(x, kn, query, p) + qc[g];
     }
 }
 
@@ -1682,10 +1683,10 @@ static void spread_scores(const idx *x, float spread, float *lsc)
     }
 }
 
-static void leaf_scores(const idx *x, const idx_kernel *kn, const float *q, float *lsc)
+static void leaf_scores(const idx *x, const idx_kernel *kn, const float *q, float spread, float *lsc)
 {
     kn->dot_f32(q, x->cl.f, x->dim, x->nlist, lsc);
-    spread_scores(x, x->spread, lsc);
+    spread_scores(x, spread, lsc);
 }
 
 /* The leaf heap: better = higher score, then lower number. */
@@ -1711,6 +1712,24 @@ static void lsift(const float *sc, uint32_t *h, int n, int i)
     h[i] = v;
 }
 
+/* h[0..n) = the leaves 0..n-1 as a max-heap by sc: leaf_pop gives them in
+ * probe order (probe, idx_probe_rows). */
+static void leaf_heap(const float *sc, uint32_t *h, int n)
+{
+    for (int j = 0; j < n; j++)
+        h[j] = (uint32_t)j;
+    for (int j = n / 2 - 1; j >= 0; j--)
+        lsift(sc, h, n, j);
+}
+
+static uint32_t leaf_pop(const float *sc, uint32_t *h, int *n)
+{
+    uint32_t j = h[0];
+    h[0] = h[--*n];
+    lsift(sc, h, *n, 0);
+    return j;
+}
+
 /* Probes the leaves in order of query . centroid: at least nprobe of them,
  * and on until they held `target` allowed rows and as many as the heap
  * wants. */
@@ -1718,11 +1737,8 @@ static void probe(const idx *x, const idx_kernel *kn, scratch *s, const float *q
                   const uint64_t *allow, size_t target, heap *hp)
 {
     int nl = x->nlist;
-    leaf_scores(x, kn, query, s->lsc);
-    for (int j = 0; j < nl; j++)
-        s->lh[j] = (uint32_t)j;
-    for (int j = nl / 2 - 1; j >= 0; j--)
-        lsift(s->lsc, s->lh, nl, j);
+    leaf_scores(x, kn, query, x->spread, s->lsc);
+    leaf_heap(s->lsc, s->lh, nl);
     /* rows not yet assigned (none after a training) */
     size_t seen = scan_list(x, kn, s, allow, &x->lists[nl], hp);
     if (target < (size_t)hp->cap)
@@ -1731,9 +1747,7 @@ static void probe(const idx *x, const idx_kernel *kn, scratch *s, const float *q
     for (int probed = 0; n > 0; probed++) {
         if (probed >= x->nprobe && seen >= target)
             break;
-        uint32_t j = s->lh[0];
-        s->lh[0] = s->lh[--n];
-        lsift(s->lsc, s->lh, n, 0);
+        uint32_t j = leaf_pop(s->lsc, s->lh, &n);
         seen += scan_list(x, kn, s, allow, &x->lists[j], hp);
     }
 }
@@ -1963,20 +1977,12 @@ double idx_probe_rows(const idx *x, const float *queries, int nq, int nprobe, fl
     }
     double rows = 0;
     for (int qi = 0; qi < nq; qi++) {
-        kernels()->dot_f32(queries + (size_t)qi * x->dim, x->cl.f, x->dim, nl, sc);
-        spread_scores(x, spread, sc);
-        /* the nprobe best, as probe() pops them */
-        for (int j = 0; j < nl; j++)
-            h[j] = (uint32_t)j;
-        for (int j = nl / 2 - 1; j >= 0; j--)
-            lsift(sc, h, nl, j);
+        leaf_scores(x, kernels(), queries + (size_t)qi * x->dim, spread, sc);
+        leaf_heap(sc, h, nl);
         int n = nl;
-        rows += x->lists[nl].n;
-        for (int p = 0; p < nprobe && n > 0; p++) {
-            rows += x->lists[h[0]].n;
-            h[0] = h[--n];
-            lsift(sc, h, n, 0);
-        }
+        rows += x->lists[nl].n; /* the unassigned rows, which every search reads */
+        for (int p = 0; p < nprobe && n > 0; p++)
+            rows += x->lists[leaf_pop(sc, h, &n)].n;
     }
     free(sc);
     free(h);

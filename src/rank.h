@@ -145,9 +145,10 @@ void rank_get_info(rank_engine *e, rank_info *out);
  * lies (idx_probe_need); the depth set covers 99.5% of the sample, plus a
  * quarter (idx_probe_pick). The same scans give the depth in each of four
  * probe orders (idx_probe_needs, idx_set_spread), and the order whose depth
- * reads the fewest rows for the sample is kept (idx_probe_rows). The sample: the profiles of the last 1024
- * queries (recorded by rank_recommend) once there are 256, else 256
- * profiles made of the vocabulary's skills (3 to 5 skills drawn by how many
+ * reads the fewest rows for the sample is kept (idx_probe_rows). The
+ * sample: the profiles of the last 1024 queries (recorded by
+ * rank_recommend) once there are 256, else 256 profiles made of the
+ * vocabulary's skills (3 to 5 skills drawn by how many
  * jobs list them, their embeddings averaged). Due: right after rank_open
  * when the lists exist (unless a snapshot brought the depth; until then a
  * search reads every list: exact, only slower), after a training of the
