@@ -1,10 +1,15 @@
 #!/bin/sh
-# Installs the Debian packages jobmatch builds against, only when one of their
-# headers is missing. Run by the Makefile; safe to run by hand (needs root or sudo).
+# Installs the Debian packages jobmatch builds against, only when one of them
+# is missing. Run by the Makefile; safe to run by hand (needs root or sudo).
 set -eu
 need=""
 check() { # header package
-    if ! printf '#include <%s>\n' "$1" | ${CC:-cc} $(pkg-config --cflags openblas libpq 2>/dev/null) -I/usr/include/postgresql -E -x c - >/dev/null 2>&1; then
+    # On Debian the package itself is asked for: a header of the same name can
+    # come from another package (netlib's libblas-dev also ships cblas.h, but
+    # jobmatch links OpenBLAS through its pkg-config file).
+    if command -v dpkg-query >/dev/null 2>&1; then
+        dpkg-query -W -f='${Status}\n' "$2" 2>/dev/null | grep -q 'install ok installed' || need="$need $2"
+    elif ! printf '#include <%s>\n' "$1" | ${CC:-cc} $(pkg-config --cflags openblas libpq 2>/dev/null) -I/usr/include/postgresql -E -x c - >/dev/null 2>&1; then
         need="$need $2"
     fi
 }
