@@ -14,6 +14,8 @@
 /* idx_avx2.c */
 void idx_dot_u4_avx2(const int8_t *q, const int8_t *lut, const uint8_t *codes, size_t row,
                      const uint32_t *rows, int n, int32_t *out);
+void idx_dot_u4_nta_avx2(const int8_t *q, const int8_t *lut, const uint8_t *codes, size_t row,
+                         const uint32_t *rows, int n, int32_t *out);
 void idx_dot_c8_avx2(const int8_t *lut, const uint8_t *code, size_t row, const uint8_t *cent,
                      int m, int32_t *out);
 void idx_dot_f32_avx2(const float *q, const float *vecs, int dim, int n, float *out);
@@ -187,6 +189,10 @@ static const idx_kernel kern_ref = {"scalar",   dot_u4_ref,  dot_c8_ref, acc_u4_
 static const idx_kernel kern_avx2 = {"avx2",          idx_dot_u4_avx2,  idx_dot_c8_avx2,
                                      idx_acc_u4_avx2, idx_dot_f32_avx2, idx_encode_avx2,
                                      idx_score_u4_avx2};
+/* The same with non-temporal prefetches, for AMD CPUs (idx_avx2.c says why). */
+static const idx_kernel kern_avx2_nta = {"avx2-nta",          idx_dot_u4_nta_avx2, idx_dot_c8_avx2,
+                                         idx_acc_u4_avx2,     idx_dot_f32_avx2,    idx_encode_avx2,
+                                         idx_score_u4_avx2};
 static const idx_kernel *kern = &kern_ref;
 static pthread_once_t kern_once = PTHREAD_ONCE_INIT;
 
@@ -203,7 +209,7 @@ static void kern_init(void)
     if (cap && strcmp(cap, "scalar") == 0)
         return;
     if (have_avx2())
-        kern = &kern_avx2;
+        kern = __builtin_cpu_is("amd") ? &kern_avx2_nta : &kern_avx2;
 }
 
 static const idx_kernel *kernels(void)
@@ -219,6 +225,8 @@ int idx_kernel_variants(idx_kernel *out, int cap)
         out[n++] = kern_ref;
     if (n < cap && have_avx2())
         out[n++] = kern_avx2;
+    if (n < cap && have_avx2())
+        out[n++] = kern_avx2_nta;
     return n;
 }
 

@@ -412,8 +412,9 @@ typedef struct idx_kernel {
 
 /* Fills out[] with up to `cap` variants this CPU can run; returns how many. */
 int idx_kernel_variants(idx_kernel *out, int cap);
-/* Name of the variant the searches use: "avx2" or "scalar" (JOBMATCH_ISA=scalar
- * or a CPU without AVX2 forces the scalar reference). */
+/* Name of the variant the searches use: "avx2", "avx2-nta" (AMD CPUs: the
+ * same with non-temporal prefetches) or "scalar" (JOBMATCH_ISA=scalar or a
+ * CPU without AVX2 forces the scalar reference). */
 const char *idx_isa(void);
 
 #endif
