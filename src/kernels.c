@@ -25,6 +25,8 @@ DECLARE_VARIANT(avx512) /* kernels_avx512.c */
 DECLARE_VARIANT(avx2)   /* kernels_avx2.c */
 void k_linear_p_avx2(int M, int N, int K, const float *A, int lda, const float *P,
                      const float *bias, float *C, int ldc); /* gemm_avx2.c */
+void k_linear_p_avx512(int M, int N, int K, const float *A, int lda, const float *P,
+                       const float *bias, float *C, int ldc); /* gemm_avx512.c */
 
 static void k_erf_ref(const float *in, float *out, size_t n)
 {
@@ -39,7 +41,7 @@ static void k_exp_ref(const float *in, float *out, size_t n)
 }
 
 #define VARIANT(isa) {#isa, k_bias_gelu_##isa, k_add_layernorm_##isa, k_softmax_##isa, \
-                      k_bias_add_##isa, k_erf_##isa, k_exp_##isa}
+                      k_bias_add_##isa, k_erf_##isa, k_exp_##isa, k_linear_p_##isa}
 static const k_variant v_ref = VARIANT(ref);
 static const k_variant v_avx2 = VARIANT(avx2);
 static const k_variant v_avx512 = VARIANT(avx512);
@@ -87,6 +89,7 @@ static void use(const k_variant *v, const char *name)
     k_add_layernorm = v->add_layernorm;
     k_softmax = v->softmax;
     k_bias_add = v->bias_add;
+    k_linear_p_simd = v->linear_p;
     isa_name = name;
 }
 
@@ -96,10 +99,6 @@ static void init_impl(void)
     const char *cap = getenv("JOBMATCH_ISA");
     if (cap && strcmp(cap, "scalar") == 0)
         return;
-    /* No AVX-512 version of the packed product yet: AVX-512 CPUs run the
-     * AVX2 one. */
-    if (have_avx2())
-        k_linear_p_simd = k_linear_p_avx2;
     int allow512 = !(cap && strcmp(cap, "avx2") == 0);
     if (allow512 && have_avx512())
         use(&v_avx512, "avx512");

@@ -62,6 +62,10 @@ typedef struct k_variant {
     void (*bias_add)(float *x, int rows, int N, int ld, const float *bias);
     void (*erf)(const float *in, float *out, size_t n);
     void (*exp)(const float *in, float *out, size_t n);
+    /* the packed product (k_linear_p's contract); the reference's is
+     * k_linear_p_ref */
+    void (*linear_p)(int M, int N, int K, const float *A, int lda, const float *P,
+                     const float *bias, float *C, int ldc);
 } k_variant;
 
 /* Fills out[] with up to `cap` variants usable here; returns how many. */
@@ -94,9 +98,9 @@ void k_linear_p(int M, int N, int K, const float *A, int lda, const float *P,
  * and the path of CPUs without AVX2+FMA (or JOBMATCH_ISA=scalar). */
 void k_linear_p_ref(int M, int N, int K, const float *A, int lda, const float *P,
                     const float *bias, float *C, int ldc);
-/* The SIMD kernel k_init chose (AVX2+FMA), correct for any M, N, K; NULL
- * when the CPU lacks AVX2+FMA or JOBMATCH_ISA=scalar. Exposed for tests and
- * benchmarks. */
+/* The SIMD kernel k_init chose (AVX-512, else AVX2+FMA), correct for any M,
+ * N, K; NULL when the CPU lacks AVX2+FMA or JOBMATCH_ISA=scalar. Exposed
+ * for tests and benchmarks (k_variants lists every one usable here). */
 extern void (*k_linear_p_simd)(int M, int N, int K, const float *A, int lda,
                                const float *P, const float *bias, float *C, int ldc);
 

@@ -103,9 +103,13 @@ static void test_shape(int M, int N, int K, int lda, int ldc, int with_bias)
     CHECK(bad == 0, "k_linear_p_ref M=%d N=%d K=%d: %d elements wrong", M, N, K, bad);
     bad = check_one("k_linear_p", k_linear_p, M, N, K, A, lda, P, bias, ldc, exact, mag);
     CHECK(bad == 0, "k_linear_p M=%d N=%d K=%d: %d elements wrong", M, N, K, bad);
-    if (k_linear_p_simd) {
-        bad = check_one("k_linear_p_simd", k_linear_p_simd, M, N, K, A, lda, P, bias, ldc, exact, mag);
-        CHECK(bad == 0, "k_linear_p_simd M=%d N=%d K=%d: %d elements wrong", M, N, K, bad);
+    /* every variant this CPU runs (AVX2 and AVX-512 here), not only the one
+     * k_init chose */
+    k_variant vs[4];
+    int nv = k_variants(vs, 4);
+    for (int v = 1; v < nv; v++) {
+        bad = check_one(vs[v].name, vs[v].linear_p, M, N, K, A, lda, P, bias, ldc, exact, mag);
+        CHECK(bad == 0, "%s k_linear_p M=%d N=%d K=%d: %d elements wrong", vs[v].name, M, N, K, bad);
     }
     n_shapes++;
     free(A);
@@ -118,8 +122,8 @@ static void test_shape(int M, int N, int K, int lda, int ldc, int with_bias)
 
 static void test_shapes(void)
 {
-    static const int Ms[] = {1, 2, 5, 6, 7, 13, 16, 31, 32, 33, 64, 95, 96, 97, 200};
-    static const int Ns[] = {1, 7, 8, 16, 17, 384, 1152};
+    static const int Ms[] = {1, 2, 5, 6, 7, 12, 13, 16, 20, 24, 25, 31, 32, 33, 64, 95, 96, 97, 200};
+    static const int Ns[] = {1, 7, 8, 16, 17, 31, 32, 33, 48, 100, 384, 1152};
     static const int Ks[] = {1, 3, 384, 1536};
     int nm = sizeof Ms / sizeof Ms[0], nn = sizeof Ns / sizeof Ns[0], nk = sizeof Ks / sizeof Ks[0];
     for (int a = 0; a < nm; a++)
@@ -211,8 +215,16 @@ static void test_against_k_linear(void)
 int main(void)
 {
     k_init();
-    printf("test_gemm: isa %s, packed-weight SIMD kernel %s\n", k_isa(),
+    k_variant vs[4];
+    int nv = k_variants(vs, 4);
+    printf("test_gemm: isa %s, packed-weight SIMD kernel %s; checking", k_isa(),
            k_linear_p_simd ? "present" : "absent (scalar reference)");
+    for (int v = 0; v < nv; v++)
+        printf(" %s", vs[v].name);
+    printf("\n");
+    if (!getenv("JOBMATCH_ISA"))
+        CHECK(!k_linear_p_simd || k_linear_p_simd == vs[nv - 1].linear_p,
+              "k_init chose the widest variant's product");
     test_pack();
     test_shapes();
     test_against_k_linear();
