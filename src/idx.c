@@ -16,6 +16,11 @@ void idx_dot_u4_avx2(const int8_t *q, const int8_t *lut, const uint8_t *codes, s
                      const uint32_t *rows, int n, int32_t *out);
 void idx_dot_u4_nta_avx2(const int8_t *q, const int8_t *lut, const uint8_t *codes, size_t row,
                          const uint32_t *rows, int n, int32_t *out);
+/* idx_avx512.c */
+void idx_dot_u4_avx512(const int8_t *q, const int8_t *lut, const uint8_t *codes, size_t row,
+                       const uint32_t *rows, int n, int32_t *out);
+void idx_dot_u4_nta_avx512(const int8_t *q, const int8_t *lut, const uint8_t *codes, size_t row,
+                           const uint32_t *rows, int n, int32_t *out);
 void idx_dot_c8_avx2(const int8_t *lut, const uint8_t *code, size_t row, const uint8_t *cent,
                      int m, int32_t *out);
 void idx_dot_f32_avx2(const float *q, const float *vecs, int dim, int n, float *out);
@@ -193,6 +198,13 @@ static const idx_kernel kern_avx2 = {"avx2",          idx_dot_u4_avx2,  idx_dot_
 static const idx_kernel kern_avx2_nta = {"avx2-nta",          idx_dot_u4_nta_avx2, idx_dot_c8_avx2,
                                          idx_acc_u4_avx2,     idx_dot_f32_avx2,    idx_encode_avx2,
                                          idx_score_u4_avx2};
+/* AVX-512 VNNI's 4-bit product (idx_avx512.c), the rest AVX2's. */
+static const idx_kernel kern_avx512 = {"avx512",        idx_dot_u4_avx512, idx_dot_c8_avx2,
+                                       idx_acc_u4_avx2, idx_dot_f32_avx2,  idx_encode_avx2,
+                                       idx_score_u4_avx2};
+static const idx_kernel kern_avx512_nta = {"avx512-nta",    idx_dot_u4_nta_avx512, idx_dot_c8_avx2,
+                                           idx_acc_u4_avx2, idx_dot_f32_avx2,      idx_encode_avx2,
+                                           idx_score_u4_avx2};
 static const idx_kernel *kern = &kern_ref;
 static pthread_once_t kern_once = PTHREAD_ONCE_INIT;
 
@@ -203,13 +215,23 @@ static int have_avx2(void)
            __builtin_cpu_supports("popcnt");
 }
 
+static int have_avx512_vnni(void)
+{
+    __builtin_cpu_init();
+    return have_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+}
+
 static void kern_init(void)
 {
     const char *cap = getenv("JOBMATCH_ISA");
     if (cap && strcmp(cap, "scalar") == 0)
         return;
-    if (have_avx2())
-        kern = __builtin_cpu_is("amd") ? &kern_avx2_nta : &kern_avx2;
+    int amd = __builtin_cpu_is("amd");
+    if (have_avx512_vnni() && !(cap && strcmp(cap, "avx2") == 0))
+        kern = amd ? &kern_avx512_nta : &kern_avx512;
+    else if (have_avx2())
+        kern = amd ? &kern_avx2_nta : &kern_avx2;
 }
 
 static const idx_kernel *kernels(void)
@@ -227,6 +249,10 @@ int idx_kernel_variants(idx_kernel *out, int cap)
         out[n++] = kern_avx2;
     if (n < cap && have_avx2())
         out[n++] = kern_avx2_nta;
+    if (n < cap && have_avx512_vnni())
+        out[n++] = kern_avx512;
+    if (n < cap && have_avx512_vnni())
+        out[n++] = kern_avx512_nta;
     return n;
 }
 

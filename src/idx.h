@@ -412,9 +412,11 @@ typedef struct idx_kernel {
 
 /* Fills out[] with up to `cap` variants this CPU can run; returns how many. */
 int idx_kernel_variants(idx_kernel *out, int cap);
-/* Name of the variant the searches use: "avx2", "avx2-nta" (AMD CPUs: the
- * same with non-temporal prefetches) or "scalar" (JOBMATCH_ISA=scalar or a
- * CPU without AVX2 forces the scalar reference). */
+/* Name of the variant the searches use: "avx512" (AVX-512 with VNNI; its
+ * 4-bit product, the rest AVX2's), "avx2", either with "-nta" (AMD CPUs:
+ * non-temporal prefetches) or "scalar" (JOBMATCH_ISA=scalar or a CPU
+ * without AVX2 forces the scalar reference; JOBMATCH_ISA=avx2 caps it at
+ * AVX2). */
 const char *idx_isa(void);
 
 #endif

@@ -112,8 +112,8 @@ static double ddot(const float *a, const float *b, int dim)
 
 static void test_kernels(void)
 {
-    idx_kernel kv[4];
-    int nv = idx_kernel_variants(kv, 4);
+    idx_kernel kv[8];
+    int nv = idx_kernel_variants(kv, 8);
     CHECK(nv >= 1 && strcmp(kv[0].name, "scalar") == 0, "first variant is %s", kv[0].name);
     printf("kernels: %d variant(s), searches use %s\n", nv, idx_isa());
     static const int dims[] = {1, 7, 31, 32, 33, 63, 100, 383, 384, 385, 769};
