@@ -244,7 +244,7 @@ static void usage(FILE *f)
             "environment:\n"
             "  JOBMATCH_DB      database: SQLite file or postgresql:// URL (default " DEFAULT_DB ")\n"
             "  JOBMATCH_MODEL   model directory (default " DEFAULT_MODEL ")\n"
-            "  JOBMATCH_ISA     set to \"scalar\" to disable the AVX-512 kernels\n");
+            "  JOBMATCH_ISA     \"scalar\" or \"avx2\" caps the SIMD kernels (default: the best the CPU has)\n");
 }
 
 int main(int argc, char **argv)
