@@ -6,39 +6,11 @@
  * order, so all of those must be equal bit for bit; the float32 dot
  * products differ by rounding only. */
 #include "idx.h"
+#include "idx_simd.h"
 
 #include <immintrin.h>
 #include <math.h>
 #include <string.h>
-
-/* The 4-bit stage reads a list's rows chunk by chunk (or a candidate set's
- * in ascending but scattered order), and asks for the rows `ahead` of the
- * one being scored. How to ask depends on the CPU, measured in bench_rank
- * at 1M jobs:
- *  - Zen 3 (AMD): non-temporal, 8 rows ahead. A query reads each row once,
- *    and ~15 MB of them would otherwise push the model's weights out of L3:
- *    the next query's model was 0.1-0.5 ms faster, the scan unchanged.
- *  - Intel Xeon with AVX-512 (Sapphire Rapids class): prefetchnta stalled
- *    (half the scan's cycles sat on it), and into L1 (T0) 16 rows ahead the
- *    index search at 47 lists fell from 4.8 to 2.7 ms, a warm query from 6.2
- *    to 3.8 ms and a cold one from 11.4 to 9.6 ms (medians of 3 alternated
- *    runs).
- * idx.c picks the variant (idx_dot_u4_nta_avx2 on AMD). */
-enum { AHEAD_T0 = 16, AHEAD_NTA = 8 };
-
-static inline __attribute__((always_inline)) void prefetch_row(const uint8_t *r, size_t row, int nta)
-{
-    for (size_t o = 0; o < row; o += 64) {
-        if (nta)
-            _mm_prefetch((const char *)r + o, _MM_HINT_NTA);
-        else
-            _mm_prefetch((const char *)r + o, _MM_HINT_T0);
-    }
-    if (nta)
-        _mm_prefetch((const char *)r + row - 1, _MM_HINT_NTA);
-    else
-        _mm_prefetch((const char *)r + row - 1, _MM_HINT_T0);
-}
 
 /* q . x for the 64 components of one 32-byte block of a row, as 8 int32
  * partial sums, plus 64 * (the block's sum of q). The nibbles become

@@ -17,28 +17,12 @@
  * its empty upper half are zero. 64 * sum(q) comes off at the end, as in
  * the AVX2 kernel. */
 #include "idx.h"
+#include "idx_simd.h"
 
 #include <immintrin.h>
 #include <string.h>
 
 #define VNNI __attribute__((target("avx512vnni")))
-
-/* Rows ahead whose lines are prefetched, and how: see idx_avx2.c. */
-enum { AHEAD_T0 = 16, AHEAD_NTA = 8 };
-
-static inline __attribute__((always_inline)) void prefetch_row(const uint8_t *r, size_t row, int nta)
-{
-    for (size_t o = 0; o < row; o += 64) {
-        if (nta)
-            _mm_prefetch((const char *)r + o, _MM_HINT_NTA);
-        else
-            _mm_prefetch((const char *)r + o, _MM_HINT_T0);
-    }
-    if (nta)
-        _mm_prefetch((const char *)r + row - 1, _MM_HINT_NTA);
-    else
-        _mm_prefetch((const char *)r + row - 1, _MM_HINT_T0);
-}
 
 /* The sums of a, b, c, d's 16 lanes, in lanes 0..3. */
 static inline __m128i hsum4(__m512i a, __m512i b, __m512i c, __m512i d)
