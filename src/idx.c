@@ -227,6 +227,7 @@ static void kern_init(void)
     const char *cap = getenv("JOBMATCH_ISA");
     if (cap && strcmp(cap, "scalar") == 0)
         return;
+    __builtin_cpu_init(); /* before __builtin_cpu_is, not only in the have_ helpers */
     int amd = __builtin_cpu_is("amd");
     if (have_avx512_vnni() && !(cap && strcmp(cap, "avx2") == 0))
         kern = amd ? &kern_avx512_nta : &kern_avx512;
