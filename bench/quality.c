@@ -1,6 +1,8 @@
 /* quality - how well rankings find an O*NET occupation from some of its skills.
  *
  *   quality --db FILE [--model DIR] [--onet DIR] [--queries N] [--seed S] [--draws D]
+ *           [--verbose 1] [tuning: --weights q,c,s,k --thresholds have,partial
+ *           --query-have X --shrink X --mu X --length-norm X --nice X --nice-credit X]
  *
  * The database must hold the O*NET jobs with their embeddings (bench/run.sh
  * makes it: import-onet, embed). Two query sets, N queries each, drawn with a
@@ -142,6 +144,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--shrink")) o.shrink = (float)atof(argv[i + 1]);
         else if (!strcmp(argv[i], "--mu")) o.mu = (float)atof(argv[i + 1]);
         else if (!strcmp(argv[i], "--length-norm")) o.length_norm = (float)atof(argv[i + 1]);
+        else if (!strcmp(argv[i], "--query-have")) o.query_have = (float)atof(argv[i + 1]);
         else if (!strcmp(argv[i], "--nice")) o.nice_weight = (float)atof(argv[i + 1]);
         else if (!strcmp(argv[i], "--verbose")) verbose = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--nice-credit")) o.nice_credit = (float)atof(argv[i + 1]);
@@ -272,9 +275,9 @@ int main(int argc, char **argv)
 
         if (draw == 0) {
             printf("# quality: %d O*NET jobs; %d + %d queries, seed %llu; weights q=%.2f c=%.2f s=%.2f k=%.2f, "
-                   "have %.2f partial %.2f shrink %.1f mu %.0f nice %.2f\n",
+                   "have %.2f partial %.2f query_have %.2f shrink %.1f mu %.0f nice %.2f\n",
                    c.n, nqs[0], nqs[1], seed, o.w.query, o.w.coverage, o.w.semantic, o.w.keyword, o.have, o.partial,
-                   o.shrink, o.mu, o.nice_weight);
+                   o.query_have, o.shrink, o.mu, o.nice_weight);
             printf("%-9s %-22s %9s %9s %7s\n", "set", "ranking", "recall@1", "recall@10", "MRR");
         }
         for (int set = 0; set < 2; set++) {

@@ -28,6 +28,7 @@ void rank_opts_default(rank_opts *o)
     o->mu = 30.0f;
     o->length_norm = 0.8f;
     o->nice_credit = 1.0f;
+    o->query_have = RANK_QUERY_HAVE;
     o->candidates = 300;
     o->stream_chunk = 4096;
     o->refresh_secs = 5.0;
@@ -58,6 +59,15 @@ rank_status rank_status_of(const rank_engine *e, float sim)
 }
 
 float rank_skill_weight(const rank_engine *e, int required) { return required ? 1.0f : e->o.nice_weight; }
+
+/* Does the likelihood count vocabulary skill s as one the person names: an
+ * exact or alias match, or a semantic one of at least query_have (and have)?
+ * See docs/ranking.md, "Which matches the likelihood counts". */
+static inline int q_names(const rank_engine *e, const rprofile *p, int s)
+{
+    float sim = p->best_sim[s];
+    return sim >= e->o.have && (p->kind[s] != SK_SEMANTIC || sim >= e->o.query_have);
+}
 
 int rank_split_skills(const char *text, char ***out)
 {
@@ -1730,11 +1740,12 @@ static inline __attribute__((always_inline)) void score_core_w(const rank_engine
         float w = rank_skill_weight(e, req);
         float cr = sim >= e->o.have ? 1.0f : 0.5f;
         got += w * cr;
-        /* The likelihood counts only skills the person has (exact, alias or
-         * >= have): related skills are evidence for coverage, not for which
-         * job these very skills came from. A job skill counts its weight. */
+        /* The likelihood counts only skills the person names (q_names):
+         * related skills, and different products of one kind, are evidence
+         * for coverage, not for which job these very skills came from. A
+         * job skill counts its weight. */
         int u = p->best_user[s];
-        unsigned char level = cr >= 1.0f ? (req ? 2 : 1) : 0;
+        unsigned char level = cr >= 1.0f && q_names(e, p, s) ? (req ? 2 : 1) : 0;
         if (u >= 0 && level > ucredit[u])
             ucredit[u] = level;
     }
@@ -1947,9 +1958,10 @@ static int64_t filter_allow(const rank_engine *e, const rank_filters *f, int pos
  *
  * A job's x is (sum_u lnum[u][level_u]) / n - lw(wsum) + w_c got /
  * (wsum + shrink): level_u (none, nice, required) is how the job lists a
- * have-match of user skill u (a vocabulary skill that is u's best match:
- * exact, alias or >= have), got sums the weights of the job's skills times
- * their credit (1 for a have-match, 0.5 for a partial one). Each vocabulary
+ * have-match of user skill u that the likelihood counts (a vocabulary skill
+ * that is u's best match: exact, alias or a semantic one >= have and >=
+ * query_have, q_names), got sums the weights of the job's skills times
+ * their credit (1 for a have-match, counted or not, 0.5 for a partial one). Each vocabulary
  * skill has either a postings list (entries: the job's rank and whether it
  * requires the skill) or, for the 64 skills most jobs list, a bit in two
  * bitmaps over the ranks (listed as required, as nice-to-have: rbits).
@@ -1960,9 +1972,11 @@ static int64_t filter_allow(const rank_engine *e, const rank_filters *f, int pos
  *     ll / n - lw(wsum) + w_c gotb / (wsum + shrink),
  * ll = sum over users u of lnum[u][level_u], with level_u from the masked
  * bits and from the postings entries at r (exact: every list of every
- * user's have-matches is merged), and gotb = the masked skills' exact credit
- * + the weight found on the lists + 0.5 times the rest of wsum (the other
- * skills can be partial matches at most). g_u = the most user skill u can
+ * user's counted have-matches is merged), and gotb = the masked skills'
+ * exact credit + the weight found on the lists + 0.5 times the rest of wsum
+ * (the other skills can be partial matches at most). The lists of the
+ * have-matches the likelihood does not count are merged too, for their
+ * weight only. g_u = the most user skill u can
  * add, max(lnum[u][1], lnum[u][2]) - lnum[u][0]; L0 = sum of lnum[u][0].
  * thr = the heap's worst less a margin (SLACK), once the heap is full: a
  * job whose bound is below thr cannot enter it.
@@ -2006,7 +2020,8 @@ static inline int pc64(uint64_t x)
 typedef struct pcur {
     uint32_t pos, end, rank;   /* the current entry (rank UINT32_MAX: the list
                                 * is done); pos: the next */
-    int req, a;                /* a: the list's user, as an index in act[] */
+    int req, a;                /* a: the list's user, as an index in act[]
+                                * (-1: a list for coverage only) */
 } pcur;
 
 static inline uint32_t leb_get(const uint8_t *p, uint32_t *pos)
@@ -2088,11 +2103,16 @@ static int skill_pass_fast(const rank_engine *e, const rprofile *p, const uint64
         g[u] = m - l0;
         L0 += l0;
     }
-    /* have-matches: masked ones into M[u], the others bucketed by user; the
-     * masked skills' credit as two masks. A skill new since the build is
-     * listed by dirty jobs only. */
+    /* have-matches: the ones the likelihood counts (QN) masked into M[u],
+     * the others listed bucketed by user; the have-matches it does not
+     * count (semantic ones below query_have) and are listed, into hs after
+     * them (coverage only: the lists' weight, no level); the masked skills'
+     * credit as two masks. A skill new since the build is listed by dirty
+     * jobs only. */
     float hthr = e->o.have > e->o.partial ? e->o.have : e->o.partial;
+#define QN(s) (p->best_sim[s] >= hthr && p->best_user[s] >= 0 && q_names(e, p, (s)))
     uint64_t B1 = 0, Bh = 0;
+    int ncov = 0;
     for (int s = 0; s < V && s < e->post_nv; s++) {
         float sim = p->best_sim[s];
         if (e->post_bit[s] >= 0 && sim >= e->o.partial) {
@@ -2101,27 +2121,38 @@ static int skill_pass_fast(const rank_engine *e, const rprofile *p, const uint64
             else
                 Bh |= 1ULL << e->post_bit[s];
         }
-        if (sim >= hthr && p->best_user[s] >= 0) {
+        if (QN(s)) {
             int u = p->best_user[s];
             if (e->post_bit[s] >= 0) {
                 M[u] |= 1ULL << e->post_bit[s];
             } else {
                 uoff[u + 2]++;
             }
+        } else if (sim >= hthr && e->post_bit[s] < 0) {
+            ncov++;
         }
     }
     for (int u = 0; u < n; u++)
         uoff[u + 2] += uoff[u + 1];
-    hs = malloc(sizeof(int) * (size_t)(uoff[n + 1] ? uoff[n + 1] : 1));
-    cur = malloc(sizeof(pcur) * (size_t)(uoff[n + 1] ? uoff[n + 1] : 1));
+    size_t nlists = (size_t)uoff[n + 1] + (size_t)ncov;
+    hs = malloc(sizeof(int) * (nlists ? nlists : 1));
+    cur = malloc(sizeof(pcur) * (nlists ? nlists : 1));
     if (!hs || !cur) {
         rc = JM_ENOMEM;
         goto out;
     }
+    ncov = 0;
+    int counted = uoff[n + 1];
     for (int s = 0; s < V && s < e->post_nv; s++)
-        if (p->best_sim[s] >= hthr && p->best_user[s] >= 0 && e->post_bit[s] < 0)
-            hs[uoff[p->best_user[s] + 1]++] = s;
-    /* now user u's listed have-matches are hs[uoff[u] .. uoff[u + 1]) */
+        if (e->post_bit[s] < 0) {
+            if (QN(s))
+                hs[uoff[p->best_user[s] + 1]++] = s;
+            else if (p->best_sim[s] >= hthr)
+                hs[counted + ncov++] = s;
+        }
+#undef QN
+    /* now user u's listed have-matches are hs[uoff[u] .. uoff[u + 1]), the
+     * coverage-only ones hs[uoff[n] .. uoff[n] + ncov) */
     double nn = n, l0n = L0 / nn, lmax = L0, cst = 0, nice = e->o.nice_weight;
     double wc = e->o.w.coverage > 0 ? e->o.w.coverage : 0, shrink = e->o.shrink;
     int nact = 0;
@@ -2304,6 +2335,10 @@ static int skill_pass_fast(const rank_engine *e, const rprofile *p, const uint64
     for (int a = 0; a < nact; a++)
         for (int i = uoff[act[a]]; i < uoff[act[a] + 1]; i++)
             nc += pcur_start(e, &cur[nc], hs[i], a);
+    for (int i = 0; i < ncov; i++)
+        nc += pcur_start(e, &cur[nc], hs[uoff[n] + i], -1); /* no level */
+    if (ncov) /* the engine is shared read-only here but for this counter */
+        atomic_fetch_add_explicit((atomic_llong *)&e->cov_lists, ncov, memory_order_relaxed);
     double stop2 = lmax / nn, inv = 1 / nn;
     for (uint32_t w0 = 0; nc > 0 && w0 < (uint32_t)e->wperm_n; w0 += W) {
         if (BELOW(stop2 + e->cls_bound[e->rcls[w0]]))
@@ -2312,13 +2347,14 @@ static int skill_pass_fast(const rank_engine *e, const rprofile *p, const uint64
         const uint8_t *post = e->post;
         for (int i = 0; i < nc;) {
             pcur *c = &cur[i];
-            uint64_t *lw = lev + (c->a >> 5);
-            int sh = 2 * (c->a & 31);
+            /* a coverage-only list (a < 0) or-s 0 into user 0's level */
+            uint64_t *lw = lev + (c->a >= 0 ? c->a >> 5 : 0), lm = c->a >= 0 ? 3 : 0;
+            int sh = c->a >= 0 ? 2 * (c->a & 31) : 0;
             uint32_t pos = c->pos, end = c->end, rank = c->rank;
             int req = c->req;
             while (rank < w1) {
                 uint32_t k = rank - w0;
-                lw[(size_t)k * (size_t)nw] |= (uint64_t)(1 + 2 * req) << sh;
+                lw[(size_t)k * (size_t)nw] |= ((uint64_t)(1 + 2 * req) & lm) << sh;
                 nreq[2 * k + !req]++;
                 tb[k / 64] |= 1ULL << (k % 64);
                 __builtin_prefetch(&e->rcls[rank]); /* read when the window is bounded */

@@ -14,9 +14,10 @@
  *   query      Q  = how likely the person's skills are under the job: the
  *                   per-skill average of log(c(u) + mu p(u)) minus
  *                   length_norm * log(sum_s w_s + mu), a Dirichlet-smoothed
- *                   query likelihood; c(u) = 1 if u is had (exact, alias or
- *                   >= have) as a required skill of J, nice_credit if only as
- *                   a nice-to-have one, else 0; p(u) the skill's share of
+ *                   query likelihood; c(u) = 1 if J names u as a required
+ *                   skill (exact, alias or a semantic match >= query_have:
+ *                   the same skill under a near-identical name),
+ *                   nice_credit if only as a nice-to-have one, else 0; p(u) the skill's share of
  *                   all job skills; reported as exp(that - the best
  *                   candidate's), so 1 = the job that makes these skills most
  *                   likely. It prefers the job that has all of them and few
@@ -67,6 +68,10 @@ typedef struct rank_opts {
     float mu;              /* query-likelihood smoothing (default 30) */
     float nice_credit;     /* c(u) of Q for a had nice-to-have skill, 0..1 (default 1) */
     float length_norm;     /* power of (sum_s w_s + mu) in Q's denominator, 0..1 (default 0.8) */
+    float query_have;      /* least similarity of a semantic match that Q
+                            * counts, 0..1 (default RANK_QUERY_HAVE); Q
+                            * counts no match below `have` whatever this is.
+                            * Coverage, gaps and explanations use `have` */
     int candidates;        /* per source (default 300) */
     int stream_chunk;      /* jobs per chunk in stream mode (default 4096) */
     int keyword_scan_max;  /* the keyword part is used up to this many jobs
@@ -93,6 +98,8 @@ typedef struct rank_opts {
 /* Calibrated on O*NET by bench/calibrate (docs/ranking.md). */
 #define RANK_HAVE 0.70f
 #define RANK_PARTIAL 0.50f
+/* Chosen on O*NET (docs/ranking.md, "Which matches the likelihood counts"). */
+#define RANK_QUERY_HAVE 0.85f
 
 /* opts may be NULL for the defaults. */
 void rank_opts_default(rank_opts *o);

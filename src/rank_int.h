@@ -116,6 +116,9 @@ struct rank_engine {
     int *dirty_list;
     int ndirty, dirty_cap;
     int reference;             /* tests: score every job (rank_set_reference) */
+    atomic_llong cov_lists;    /* tests: coverage-only postings lists the skill
+                                * pass has merged (have-matches the likelihood
+                                * does not count) since rank_open */
     vcache *cache;             /* embeddings of profile texts and unknown skills */
     int from_snapshot;         /* see rank_info */
     const char *snap_why;

@@ -173,6 +173,46 @@ static void suite(const char *url, const char *tag)
           tag, r.nskills);
     rank_response_free(&r);
 
+    /* "pandas dataframes" is a semantic have-match of ds-1's "pandas" (cosine
+     * ~0.74): full coverage credit, but below query_have the likelihood does
+     * not count it, so ds-1 and py-2 (five required skills each, SQL the
+     * only one named) get the same Q; with query_have 0 it counts, and ds-1
+     * alone has the best Q. */
+    {
+        rank_opts lo = ro;
+        lo.query_have = 0;
+        rank_engine *el = NULL;
+        CHECK(rank_open(d, model, &lo, &el, &err) == 0, "%s: open: %s", tag, err.msg);
+        rank_response a, b;
+        int ra = recommend(e, "pandas dataframes, SQL", 8, NULL, 0, &a, &err);
+        int rb = el ? recommend(el, "pandas dataframes, SQL", 8, NULL, 0, &b, &err) : -1;
+        CHECK(ra == 0 && rb == 0, "%s: recommend: %s", tag, err.msg);
+        if (ra == 0 && rb == 0) {
+            int ad = find(&a, "ds-1"), ap = find(&a, "py-2"), bd = find(&b, "ds-1"), bp = find(&b, "py-2");
+            CHECK(ad >= 0 && ap >= 0 && bd >= 0 && bp >= 0, "%s: ds-1 and py-2 returned", tag);
+            if (ad >= 0 && ap >= 0 && bd >= 0 && bp >= 0) {
+                const rank_result *d1 = &a.results[ad];
+                int sem = 0;
+                for (int i = 0; i < d1->nalign; i++)
+                    sem += !strcmp(d1->align[i].job_skill, "pandas") && d1->align[i].kind == SK_SEMANTIC &&
+                           d1->align[i].status == RANK_HAVE_IT && d1->align[i].similarity < RANK_QUERY_HAVE;
+                CHECK(sem == 1, "%s: pandas is a semantic have-match below query_have", tag);
+                CHECK(a.results[ad].query == a.results[ap].query, "%s: uncounted match: Q %g (ds-1) = %g (py-2)", tag,
+                      a.results[ad].query, a.results[ap].query);
+                CHECK(b.results[bd].query == 1.0f && b.results[bp].query < 0.99f,
+                      "%s: counted match: Q %g (ds-1) > %g (py-2)", tag, b.results[bd].query, b.results[bp].query);
+                CHECK(a.results[ad].coverage == b.results[bd].coverage && a.results[ad].coverage > 0.2f,
+                      "%s: coverage counts the match either way (%g, %g)", tag, a.results[ad].coverage,
+                      b.results[bd].coverage);
+            }
+        }
+        if (ra == 0)
+            rank_response_free(&a);
+        if (rb == 0)
+            rank_response_free(&b);
+        rank_close(el);
+    }
+
     /* Filters. */
     rank_filters f;
     rank_filters_init(&f);
@@ -398,9 +438,14 @@ static const char *pool[] = {
     "Shopify", "Magento", "Zendesk", "ServiceNow", "Splunk", "Nagios", "Wireshark", "Cisco IOS", "VMware",
 };
 #define NPOOL ((int)(sizeof pool / sizeof pool[0]))
-/* what people type: variants, aliases, unknown skills */
+/* what people type: variants, aliases, unknown skills; from "Hootsuite
+ * social media" on, semantic have-matches (cosine 0.72-0.84) of rare pool
+ * skills, which the likelihood counts only above query_have */
 static const char *typed[] = {"postgres", "JS", "k8s", "excel", "ms word", "python 3", "SQL", "AWS", "node",
-                              "Underwater basket weaving", "golang", "Photoshop", "AutoCAD", "Pytorch"};
+                              "Underwater basket weaving", "golang", "Photoshop", "AutoCAD", "Pytorch",
+                              "Hootsuite social media", "Wireshark network analysis", "SPSS Statistics",
+                              "Nagios monitoring", "COBOL programming", "Verilog HDL", "Kotlin Android",
+                              "Perl scripting", "Splunk Enterprise", "Zendesk Support", "Cerner EHR"};
 static const char *places[] = {"Boston, MA", "Austin, TX", "Denver, CO", "Remote", "Chicago, IL", "Seattle, WA"};
 static const char *places_q[] = {"boston", "TX", "remote", "chicago", "nowhere"};
 static const char *emps[] = {"full-time", "part-time", "contract"}, *sens[] = {"junior", "mid", "senior"};
@@ -733,18 +778,28 @@ static void equivalence_suite(const char *url, const char *tag)
         db_job_clear(&g);
     }
     CHECK(same, "%s: skills read back equal those written", tag);
-    for (int round = 0; round < 2; round++) {
+    for (int round = 0; round < 3; round++) {
         rank_opts o;
         rank_opts_default(&o);
         o.refresh_secs = -1;
-        o.candidates = round ? 40 : 12; /* few: the heap fills and bounds cut */
+        o.candidates = round == 1 ? 40 : 12; /* few: the heap fills and bounds cut */
+        /* round 1: the likelihood counts every semantic have-match; round
+         * 2: none, and coverage weighs most, so that the weight found on the
+         * coverage-only lists decides which jobs the bounds let through */
+        o.query_have = round == 1 ? 0.0f : round == 2 ? 1.0f : RANK_QUERY_HAVE;
+        if (round == 2)
+            o.w.coverage = 3.0f;
         rank_engine *e = NULL;
         if (rank_open(d, model, &o, &e, &err)) {
             CHECK(0, "%s: rank_open: %s", tag, err.msg);
             break;
         }
-        int nf = compare_paths(e, round ? 150 : 250, tag, round ? "40 candidates" : "12 candidates", Q_MIXED, 1);
+        static const char *rname[] = {"12 candidates", "40 candidates", "coverage-only lists"};
+        int nf = compare_paths(e, round == 1 ? 150 : 250, tag, rname[round], Q_MIXED, 1);
         CHECK(nf > 0, "%s: the fast path was taken (%d queries)", tag, nf);
+        long long cl = atomic_load(&e->cov_lists);
+        CHECK(round == 1 ? cl == 0 : cl > 0, "%s: %lld coverage-only lists merged (query_have %g)", tag, cl,
+              (double)o.query_have);
         if (round == 0) {
             /* changes: new jobs, changed skills, deletions; then the dirty path */
             db_job more[60];
