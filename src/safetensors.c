@@ -373,6 +373,12 @@ int st_open(const char *path, st_file **out, jm_err *err)
     }
     f->map = map;
     f->map_len = (size_t)fsize;
+    /* Small pages only. The page cache may hold the file in 2 MB folios, and
+     * the kernel then maps a whole folio where one page was read: the word
+     * table's 1.5 KB rows a query reads would each bring up to 2 MB into the
+     * RSS (measured at 100,000 jobs: 18 MB more after the queries, a peak of
+     * 156 MB against 138). Only advice: a failure changes nothing else. */
+    (void)madvise(map, (size_t)fsize, MADV_NOHUGEPAGE);
 
     const unsigned char *p = map;
     uint64_t hlen = 0;
