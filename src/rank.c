@@ -1961,10 +1961,11 @@ static int64_t filter_allow(const rank_engine *e, const rank_filters *f, int pos
  * have-match of user skill u that the likelihood counts (a vocabulary skill
  * that is u's best match: exact, alias or a semantic one >= have and >=
  * query_have, q_names), got sums the weights of the job's skills times
- * their credit (1 for a have-match, counted or not, 0.5 for a partial one). Each vocabulary
- * skill has either a postings list (entries: the job's rank and whether it
- * requires the skill) or, for the 64 skills most jobs list, a bit in two
- * bitmaps over the ranks (listed as required, as nice-to-have: rbits).
+ * their credit (1 for a have-match, counted or not, 0.5 for a partial
+ * one). Each vocabulary skill has either a postings list (entries: the
+ * job's rank and whether it requires the skill) or, for the 64 skills most
+ * jobs list, a bit in two bitmaps over the ranks (listed as required, as
+ * nice-to-have: rbits).
  * Jobs are ranked by wsum ascending; the per-rank data (bitmaps, wsum
  * class, skills) is laid out in that order.
  *
@@ -1976,8 +1977,8 @@ static int64_t filter_allow(const rank_engine *e, const rank_filters *f, int pos
  * exact credit + the weight found on the lists + 0.5 times the rest of wsum
  * (the other skills can be partial matches at most). The lists of the
  * have-matches the likelihood does not count are merged too, for their
- * weight only. g_u = the most user skill u can
- * add, max(lnum[u][1], lnum[u][2]) - lnum[u][0]; L0 = sum of lnum[u][0].
+ * weight only. g_u = the most user skill u can add, max(lnum[u][1],
+ * lnum[u][2]) - lnum[u][0]; L0 = sum of lnum[u][0].
  * thr = the heap's worst less a margin (SLACK), once the heap is full: a
  * job whose bound is below thr cannot enter it.
  * 0. When few jobs pass the filters (at most 1/64 of them), each is scored:

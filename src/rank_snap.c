@@ -390,6 +390,35 @@ static int check_accel(rd *r, rank_engine *e)
     }
     if (e->post_off[0] != 0)
         return bad(r, "the postings do not start at 0");
+    /* Each list's entries: LEB128 varints of at most 32 bits that end inside
+     * the list (its last byte ends one), ranks below the rank count (they
+     * ascend, so the last one tells). The skill pass reads them without
+     * bounds checks (rank.c, pcur). */
+    for (int v = 0; v < e->post_nv; v++) {
+        const uint8_t *q = e->post + e->post_off[v], *qe = e->post + e->post_off[v + 1];
+        if (q == qe)
+            continue;
+        if (qe[-1] >= 128)
+            return bad(r, "a postings entry runs past its list");
+        uint64_t rank = 0; /* the last rank + 1 */
+        while (q < qe) {
+            uint64_t x = *q++;
+            if (x >= 128) {
+                x &= 127;
+                for (int sh = 7;; sh += 7) {
+                    uint64_t b = *q++;
+                    if (sh == 28 && b > 15)
+                        return bad(r, "a postings entry is longer than 32 bits");
+                    x |= (b & 127) << sh;
+                    if (b < 128)
+                        break;
+                }
+            }
+            rank += 1 + (x >> 1);
+        }
+        if (rank > (uint64_t)n)
+            return bad(r, "a postings entry's rank is beyond the jobs");
+    }
     if (e->roff[0] != 0 || e->roff[n] > e->arena_n)
         return bad(r, "the rank offsets lie outside the arena");
     for (int i = 0; i < e->ndirty; i++) {

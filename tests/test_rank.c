@@ -1365,6 +1365,34 @@ static void snapshot_suite(const char *url, const char *tag, rank_index_mode mod
         snprintf(what, sizeof what, "byte %ld of %ld flipped", flips[i], size);
         rank_close(open_snap(d, &o, bad, 0, NULL, tag, what));
     }
+    /* postings that pass the checksum but would send the skill pass out of
+     * bounds (written by the engine itself from damaged memory): refused */
+    int lv = -1;
+    for (int v = 0; e1->accel && v < e1->post_nv && lv < 0; v++)
+        if (e1->post_off[v + 1] - e1->post_off[v] >= 2 && e1->post_off[v + 1] - e1->post_off[v] <= 4096)
+            lv = v;
+    CHECK(lv >= 0, "%s: a postings list of 2 to 4,096 bytes to damage", tag);
+    if (lv >= 0) {
+        uint32_t a = e1->post_off[lv], z = e1->post_off[lv + 1];
+        uint8_t keep[4096];
+        size_t len = z - a;
+        memcpy(keep, e1->post + a, len);
+        for (int c = 0; c < 2; c++) {
+            if (c == 0) {
+                e1->post[z - 1] |= 0x80; /* the last entry runs on */
+            } else {
+                uint32_t x = (uint32_t)(e1->wperm_n + 5) << 1; /* a rank past the jobs, then deltas of 0 */
+                e1->post[a] = (uint8_t)(0x80 | (x & 127));
+                e1->post[a + 1] = (uint8_t)(x >> 7);
+                for (uint32_t i = a + 2; i < z; i++)
+                    e1->post[i] = 0;
+            }
+            CHECK(rank_snapshot_save(e1, bad, &err) == 0, "%s: save: %s", tag, err.msg);
+            memcpy(e1->post + a, keep, len);
+            rank_close(open_snap(d, &o, bad, 0, c ? "beyond the jobs" : "runs past its list", tag,
+                                 c ? "a posting's rank past the jobs" : "an unterminated posting"));
+        }
+    }
     copy_file(path, bad, -1, -1);
     FILE *f = fopen(bad, "ab");
     if (f) {
