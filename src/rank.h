@@ -181,7 +181,8 @@ int rank_tune(rank_engine *e, int force, const atomic_int *stop, jm_err *err);
  * for the same store (the meta table's store_id, the job source and its
  * template), the same model, the same scoring options that shape the arrays
  * and the same index mode, with a change-log position the store has reached,
- * and its checksum and every count and offset check out; otherwise it scans
+ * and its checksum and every count, offset and postings entry check out
+ * (the entries are decoded: ~30 ms at 1M); otherwise it scans
  * the database as without one (rank_info says why). A snapshot is only read
  * on the machine type that wrote it (byte order and sizes are checked).
  * Skill embeddings are not in it: they are read from the skills table. */
