@@ -17,10 +17,10 @@
  *                   query likelihood; c(u) = 1 if J names u as a required
  *                   skill (exact, alias or a semantic match >= query_have:
  *                   the same skill under a near-identical name),
- *                   nice_credit if only as a nice-to-have one, else 0; p(u) the skill's share of
- *                   all job skills; reported as exp(that - the best
- *                   candidate's), so 1 = the job that makes these skills most
- *                   likely. It prefers the job that has all of them and few
+ *                   nice_credit if only as a nice-to-have one, else 0;
+ *                   p(u) the skill's share of all job skills; reported as
+ *                   exp(that - the best candidate's), so 1 = the job that
+ *                   makes these skills most likely. It prefers the job that has all of them and few
  *                   others: what tells apart occupations that share common
  *                   skills (length_norm < 1 softens the "few others");
  *   coverage   C  = sum_s w_s credit(match(s, U)) / (sum_s w_s + shrink): the
