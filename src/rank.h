@@ -20,9 +20,10 @@
  *                   nice_credit if only as a nice-to-have one, else 0;
  *                   p(u) the skill's share of all job skills; reported as
  *                   exp(that - the best candidate's), so 1 = the job that
- *                   makes these skills most likely. It prefers the job that has all of them and few
- *                   others: what tells apart occupations that share common
- *                   skills (length_norm < 1 softens the "few others");
+ *                   makes these skills most likely. It prefers the job that
+ *                   has all of them and few others: what tells apart
+ *                   occupations that share common skills (length_norm < 1
+ *                   softens the "few others");
  *   coverage   C  = sum_s w_s credit(match(s, U)) / (sum_s w_s + shrink): the
  *                   weighted share of the job's skills the person has, w_s =
  *                   1 for required skills and `nice_weight` for the others;
