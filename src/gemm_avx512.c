@@ -12,6 +12,13 @@
  * of few rows keep 2 or 4 partial sums over k, for >= 8 FMAs in flight
  * (latency 4, 2 pipes). A query of ~20 tokens is two row tiles of 10.
  *
+ * Tiles of more than 8 rows read A from a per-thread copy of the block,
+ * k-major per tile (apack): with one row pointer each, their 9-12 pointers
+ * spilled, and this made the tile of 12 rows run at ~90% of OpenBLAS's
+ * sgemm at M = 1024; packed, it is level with it (bench_gemm: 179-183 ->
+ * 191-205 GFLOP/s; bench_embed's batch +3.5-5.6%). The copy is the same
+ * numbers in the same order, so the results do not change.
+ *
  * The columns past N in the last strip are masked (__mmask16) on the bias,
  * the loads of C and the stores, never written. Compiled with -mavx512f...;
  * only called after k_init found AVX-512 (F, BW, DQ, VL) and FMA. Tested
@@ -37,7 +44,7 @@
  * Prefetches pf0/pf1 + k * NR for each k. Stores bias + sum (bias may be
  * NULL), or C + sum when `accumulate`. */
 static inline __attribute__((always_inline, no_sanitize_address)) void
-tile(const int MR, const int NS, const int KU, int K, const float *A, size_t lda, const float *b0,
+tile(const int MR, const int NS, const int KU, const int PK, int K, const float *A, size_t lda, const float *b0,
      const float *b1, const float *bias, float *C, size_t ldc, __mmask16 mask, const float *pf0,
      const float *pf1, int accumulate)
 {
@@ -64,7 +71,7 @@ tile(const int MR, const int NS, const int KU, int K, const float *A, size_t lda
                 w[j] = _mm512_loadu_ps(bs[j] + (size_t)(k + u) * NR);
 #pragma GCC unroll 12
             for (int i = 0; i < MR; i++) {
-                __m512 a = _mm512_set1_ps(A[(size_t)i * lda + k + u]);
+                __m512 a = _mm512_set1_ps(PK ? A[(size_t)(k + u) * MR + i] : A[(size_t)i * lda + k + u]);
 #pragma GCC unroll 2
                 for (int j = 0; j < NS; j++)
                     acc[u][i][j] = _mm512_fmadd_ps(a, w[j], acc[u][i][j]);
@@ -78,7 +85,7 @@ tile(const int MR, const int NS, const int KU, int K, const float *A, size_t lda
             w[j] = _mm512_loadu_ps(bs[j] + (size_t)k * NR);
 #pragma GCC unroll 12
         for (int i = 0; i < MR; i++) {
-            __m512 a = _mm512_set1_ps(A[(size_t)i * lda + k]);
+            __m512 a = _mm512_set1_ps(PK ? A[(size_t)k * MR + i] : A[(size_t)i * lda + k]);
 #pragma GCC unroll 2
             for (int j = 0; j < NS; j++)
                 acc[0][i][j] = _mm512_fmadd_ps(a, w[j], acc[0][i][j]);
@@ -117,15 +124,17 @@ typedef void (*tile_fn)(int K, const float *A, size_t lda, const float *b0, cons
 /* Partial sums over k: at least 8 independent FMA chains. */
 #define KU_FOR(mr, ns) ((mr) * (ns) >= 8 ? 1 : (mr) * (ns) >= 4 ? 2 : 4)
 
-#define TILE(mr, ns)                                                                               \
-    NO_ASAN static void tile_##mr##_##ns(int K, const float *A, size_t lda, const float *b0,       \
-                                         const float *b1, const float *bias, float *C, size_t ldc, \
-                                         __mmask16 mask, const float *pf0, const float *pf1,       \
-                                         int acc)                                                  \
+/* PK: A comes packed (apack: the tile's rows k-major, lda unused) or as
+ * the caller's rows, lda floats apart. */
+#define TILE(mr, ns, pk, name)                                                                     \
+    NO_ASAN static void name(int K, const float *A, size_t lda, const float *b0, const float *b1,  \
+                             const float *bias, float *C, size_t ldc, __mmask16 mask,              \
+                             const float *pf0, const float *pf1, int acc)                          \
     {                                                                                              \
-        tile(mr, ns, KU_FOR(mr, ns), K, A, lda, b0, b1, bias, C, ldc, mask, pf0, pf1, acc);       \
+        tile(mr, ns, KU_FOR(mr, ns), pk, K, A, lda, b0, b1, bias, C, ldc, mask, pf0, pf1, acc);   \
     }
-#define TILES(mr) TILE(mr, 1) TILE(mr, 2)
+#define TILES(mr) TILE(mr, 1, 1, tile_##mr##_1) TILE(mr, 2, 1, tile_##mr##_2)
+#define TILES_D(mr) TILE(mr, 1, 0, tile_d##mr##_1) TILE(mr, 2, 0, tile_d##mr##_2)
 TILES(1)
 TILES(2)
 TILES(3)
@@ -138,13 +147,30 @@ TILES(9)
 TILES(10)
 TILES(11)
 TILES(12)
+TILES_D(1)
+TILES_D(2)
+TILES_D(3)
+TILES_D(4)
+TILES_D(5)
+TILES_D(6)
+TILES_D(7)
+TILES_D(8)
 
-/* [mr - 1][strips - 1] */
+/* [mr - 1][strips - 1]: on packed rows of A */
 static const tile_fn tiles[MR_MAX][2] = {
     {tile_1_1, tile_1_2},   {tile_2_1, tile_2_2},   {tile_3_1, tile_3_2},
     {tile_4_1, tile_4_2},   {tile_5_1, tile_5_2},   {tile_6_1, tile_6_2},
     {tile_7_1, tile_7_2},   {tile_8_1, tile_8_2},   {tile_9_1, tile_9_2},
     {tile_10_1, tile_10_2}, {tile_11_1, tile_11_2}, {tile_12_1, tile_12_2},
+};
+/* Tiles of up to DIRECT_MR rows read A in place: their row pointers fit in
+ * registers, and a query's few rows are not worth packing (bench_gemm, M =
+ * 8 and 16: packing cost 2-4% there, while tiles of 9-12 rows, whose row
+ * pointers spilled, gained 4-15% from it). */
+#define DIRECT_MR 8
+static const tile_fn tiles_d[DIRECT_MR][2] = {
+    {tile_d1_1, tile_d1_2}, {tile_d2_1, tile_d2_2}, {tile_d3_1, tile_d3_2}, {tile_d4_1, tile_d4_2},
+    {tile_d5_1, tile_d5_2}, {tile_d6_1, tile_d6_2}, {tile_d7_1, tile_d7_2}, {tile_d8_1, tile_d8_2},
 };
 
 void k_linear_p_avx512(int M, int N, int K, const float *A, int lda, const float *P,
@@ -154,6 +180,7 @@ void k_linear_p_avx512(int M, int N, int K, const float *A, int lda, const float
 {
     if (M <= 0 || N <= 0)
         return;
+    static _Thread_local float apack[MC * KC] __attribute__((aligned(64)));
     for (int m0 = 0; m0 < M; m0 += MC) {
         int mb = M - m0 < MC ? M - m0 : MC;
         const float *Ab = A + (size_t)m0 * lda;
@@ -161,9 +188,25 @@ void k_linear_p_avx512(int M, int N, int K, const float *A, int lda, const float
         /* Balanced row tiles: nb tiles of `base` or `base + 1` rows. */
         int nb = (mb + MR_MAX - 1) / MR_MAX;
         int base = mb / nb, extra = mb % nb;
+        int pack = base + (extra > 0) > DIRECT_MR;
+        const tile_fn(*tf)[2] = pack ? tiles : tiles_d;
         /* K = 0 still makes one pass, which writes the bias (or zeros). */
         for (int k0 = 0; k0 < K || k0 == 0; k0 += KC) {
             int kc = K - k0 < KC ? K - k0 : KC;
+            /* The block's rows of A, k-major per row tile (tile t's mr rows
+             * at apack + m * kc: element (i, k) at k * mr + i), read by every
+             * strip pair: one pointer for the tile's broadcasts instead of
+             * mr row pointers, which spilled. */
+            for (int blk = 0, m = 0; pack && blk < nb; blk++) {
+                int mr = base + (blk < extra);
+                float *ap = apack + (size_t)m * kc;
+                for (int i = 0; i < mr; i++) {
+                    const float *ar = Ab + (size_t)(m + i) * lda + k0;
+                    for (int k = 0; k < kc; k++)
+                        ap[(size_t)k * mr + i] = ar[k];
+                }
+                m += mr;
+            }
             for (int n = 0; n < N; n += 2 * NR) {
                 int left = N - n < 2 * NR ? N - n : 2 * NR;
                 int ns = left > NR ? 2 : 1;
@@ -179,9 +222,9 @@ void k_linear_p_avx512(int M, int N, int K, const float *A, int lda, const float
                 const float *a1 = ahead ? a0 + (size_t)NR * K : b1;
                 for (int blk = 0, m = 0; blk < nb; blk++) {
                     int mr = base + (blk < extra);
-                    tiles[mr - 1][ns - 1](kc, Ab + (size_t)m * lda + k0, (size_t)lda, b0, b1, bn,
-                                          Cb + (size_t)m * ldc + n, (size_t)ldc, mask,
-                                          blk == 0 ? a0 : b0, blk == 0 ? a1 : b1, k0 > 0);
+                    const float *at = pack ? apack + (size_t)m * kc : Ab + (size_t)m * lda + k0;
+                    tf[mr - 1][ns - 1](kc, at, (size_t)lda, b0, b1, bn, Cb + (size_t)m * ldc + n, (size_t)ldc,
+                                       mask, blk == 0 ? a0 : b0, blk == 0 ? a1 : b1, k0 > 0);
                     m += mr;
                 }
             }
