@@ -159,10 +159,43 @@ static int migrate2(db *d, jm_err *err)
 static int (*const migrations[])(db *d, jm_err *err) = {migrate1, migrate2};
 _Static_assert(sizeof migrations / sizeof migrations[0] == DB_SCHEMA_VERSION, "one migration per schema version");
 
+/* The schema version in meta, read without the write lock; 0 when there is
+ * no meta table yet (or no version in it). */
+static int sq_schema_version(db *d, int *have, jm_err *err)
+{
+    sqlite3_stmt *st;
+    *have = 0;
+    int rc = prepare(d, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'", &st, err);
+    if (rc)
+        return rc;
+    int s = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (s == SQLITE_DONE)
+        return JM_OK;
+    if (s != SQLITE_ROW)
+        return sq_fail(d, err, "reading the schema");
+    char *v = NULL;
+    if ((rc = sq_meta_get(d, "schema_version", &v, err)))
+        return rc;
+    *have = v ? atoi(v) : 0;
+    free(v);
+    return JM_OK;
+}
+
 static int sq_migrate(db *d, jm_err *err)
 {
-    int rc = exec(d, "BEGIN IMMEDIATE", err);
+    /* A store already at this version is left alone, without taking the
+     * write lock: `embed` holds it from each claim to its commit, so asking
+     * for it would make `status`, `recommend` or `serve` wait for the whole
+     * run (SQLite's busy handler is not fair). Inside this connection's
+     * own transaction (an open claim) it is refused below, as before. */
+    int cur = 0;
+    int rc = sq_schema_version(d, &cur, err);
     if (rc)
+        return rc;
+    if (cur == DB_SCHEMA_VERSION && sqlite3_get_autocommit(H(d)))
+        return JM_OK;
+    if ((rc = exec(d, "BEGIN IMMEDIATE", err)))
         return rc;
     char *v = NULL;
     if ((rc = exec(d, "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY NOT NULL, value TEXT)", err)) ||

@@ -470,7 +470,7 @@ static void test_upsert(db *d, raw *r)
         db_job_clear(&jobs[i]);
 }
 
-static void test_claim_cycle(db *d, raw *r)
+static void test_claim_cycle(const char *url, db *d, raw *r)
 {
     jm_err err = {0};
     int changed;
@@ -514,6 +514,13 @@ static void test_claim_cycle(db *d, raw *r)
     /* import while a batch is open is refused, and leaves the batch alone */
     CHECK(upsert1(d, "j9", "Job 9", "x", "", &changed, &err) != JM_OK, "[%s] upsert during a claim refused", kind);
     CHECK(db_migrate(d, &err) != JM_OK, "[%s] migrate during a claim refused", kind);
+    /* another connection opening the store meanwhile (`status` or `serve`
+     * while `embed` runs) is not kept waiting for the claim's lock: on
+     * SQLite that wait lasted the busy timeout (60 s), then failed */
+    db *d2 = NULL;
+    CHECK(db_open(url, &d2, &err) == JM_OK && db_migrate(d2, &err) == JM_OK,
+          "[%s] open and migrate beside an open claim: %s", kind, err.msg);
+    db_close(d2);
 
     /* commit: the two become fresh, with the hash of the claimed text */
     float v[2 * DIM];
@@ -1828,7 +1835,7 @@ static void suite(const char *url, raw *r)
     }
     test_meta(d);
     test_upsert(d, r);
-    test_claim_cycle(d, r);
+    test_claim_cycle(url, d, r);
     test_vector_bits(d, r);
     test_skills(d, r);
     test_odd_ids_and_volume(d, r);

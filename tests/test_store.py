@@ -269,11 +269,17 @@ def scenario_kill9(be):
     be.add_log_trigger()
     rnd = random.Random(1)
     kills = 0
+    # Each run is killed at a random moment after its first committed batch:
+    # a moment fixed in seconds let a fast machine finish all 300 first.
     for _ in range(4):
+        before = status(be.url).get("embedded", 0)
         p = subprocess.Popen([BIN, "embed", "--batch", "8", "--no-skills", "--db", be.url],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              env=dict(os.environ, JOBMATCH_MODEL=MODEL), cwd=ROOT)
-        time.sleep(rnd.uniform(0.5, 2.5))
+        deadline = time.time() + 120
+        while p.poll() is None and time.time() < deadline and status(be.url).get("embedded", 0) <= before:
+            time.sleep(0.02)
+        time.sleep(rnd.uniform(0.0, 0.3))
         if p.poll() is None:
             p.send_signal(signal.SIGKILL)
             kills += 1
