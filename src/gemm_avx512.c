@@ -12,8 +12,8 @@
  * of few rows keep 2 or 4 partial sums over k, for >= 8 FMAs in flight
  * (latency 4, 2 pipes). A query of ~20 tokens is two row tiles of 10.
  *
- * Tiles of more than 8 rows read A from a per-thread copy of the block,
- * k-major per tile (apack): with one row pointer each, their 9-12 pointers
+ * A row block whose tiles have more than 8 rows is read from a per-thread
+ * copy, k-major per tile (apack): with one row pointer each, 9-12 pointers
  * spilled, and this made the tile of 12 rows run at ~90% of OpenBLAS's
  * sgemm at M = 1024; packed, it is level with it (bench_gemm: 179-183 ->
  * 191-205 GFLOP/s; bench_embed's batch +3.5-5.6%). The copy is the same
@@ -44,9 +44,9 @@
  * Prefetches pf0/pf1 + k * NR for each k. Stores bias + sum (bias may be
  * NULL), or C + sum when `accumulate`. */
 static inline __attribute__((always_inline, no_sanitize_address)) void
-tile(const int MR, const int NS, const int KU, const int PK, int K, const float *A, size_t lda, const float *b0,
-     const float *b1, const float *bias, float *C, size_t ldc, __mmask16 mask, const float *pf0,
-     const float *pf1, int accumulate)
+tile(const int MR, const int NS, const int KU, const int PK, int K, const float *A, size_t lda,
+     const float *b0, const float *b1, const float *bias, float *C, size_t ldc, __mmask16 mask,
+     const float *pf0, const float *pf1, int accumulate)
 {
     __m512 acc[4][MR_MAX][2];
     const float *bs[2] = {b0, b1};
