@@ -271,13 +271,16 @@ def scenario_kill9(be):
     kills = 0
     # Each run is killed at a random moment after its first committed batch:
     # a moment fixed in seconds let a fast machine finish all 300 first.
+    def embedded():  # polled, so not a check each time
+        rc, out, err = run("status", "--json", db=be.url)
+        return json.loads(out).get("embedded", 0) if rc == 0 else -1
     for _ in range(4):
         before = status(be.url).get("embedded", 0)
         p = subprocess.Popen([BIN, "embed", "--batch", "8", "--no-skills", "--db", be.url],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              env=dict(os.environ, JOBMATCH_MODEL=MODEL), cwd=ROOT)
         deadline = time.time() + 120
-        while p.poll() is None and time.time() < deadline and status(be.url).get("embedded", 0) <= before:
+        while p.poll() is None and time.time() < deadline and embedded() <= before:
             time.sleep(0.02)
         time.sleep(rnd.uniform(0.0, 0.3))
         if p.poll() is None:
