@@ -22,13 +22,14 @@
  * also times Q2 queries in stream mode (cold).
  *
  * --snapshot FILE loads the engine from that snapshot (rank.h) when it fits,
- * else scans and writes it: run twice to time both loads. The snapshot is
- * dropped from the page cache first (posix_fadvise), so its load is timed
- * from the disk, as after a reboot, whatever this process read before it
- * (the store's counts scan the whole store, which can evict it or not). With 256 queries
- * or more, the vector index is calibrated again on their profiles after the
- * cold pass (rank_tune; the depth printed) and the snapshot rewritten, so
- * the next run starts with that depth.
+ * else scans and writes it: run twice to time both loads. The kernel is
+ * asked to drop the snapshot from the page cache first (posix_fadvise), so
+ * that its load is timed from the disk, as after a reboot, whatever this
+ * process read before it (the store's counts scan the whole store, which can
+ * evict it or not); the kernel need not comply. With 256 queries or more,
+ * the vector index is calibrated again on their profiles after the cold pass
+ * (rank_tune; the depth printed) and the snapshot rewritten, so the next run
+ * starts with that depth.
  *
  * --recall Q3 (after the cold pass) measures the index itself on Q3 other
  * queries' profiles: their top 10 by idx_search_exact at several probe
